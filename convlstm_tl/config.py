@@ -1,0 +1,164 @@
+"""Typed configurations, saved as JSON with every run and reloaded from it.
+
+Each default lives here and nowhere else. ``from_dict`` is strict: unknown
+keys and values of the wrong type are a :class:`ConfigError`, so a typo in a
+``--config`` file fails loudly instead of being ignored.
+"""
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convlstm_tl.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the ConvLSTM classifier.
+
+    The body is one block per entry of ``filters``; the head pools the last
+    block's output over time and space and classifies.
+    """
+
+    filters: tuple = (32, 32)  # filters of block_1, block_2, ...
+    kernel_size: int = 3  # k: (1, k) kernels for H == 1 frames, (k, k) otherwise
+    block_dropout: float = 0.0  # dropout after each block's batch norm
+    recurrent_dropout: float = 0.0  # dropout on the recurrent state inside ConvLSTM
+    pool_size: int = 1  # spatial max-pooling after each block (1 = none)
+    head_units: int = 64  # width of the dense layer of the head
+    head_dropout: float = 0.5  # dropout before the softmax
+    l2: float = 1e-4  # L2 penalty on kernels
+
+    def validate(self):
+        if not self.filters or any(int(f) < 1 for f in self.filters):
+            raise ConfigError(f"filters must be one or more positive ints. Received: filters={self.filters}")
+        _check_range("kernel_size", self.kernel_size, 1, None)
+        _check_range("pool_size", self.pool_size, 1, None)
+        _check_range("head_units", self.head_units, 1, None)
+        for name in ("block_dropout", "recurrent_dropout", "head_dropout"):
+            _check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
+        _check_range("l2", self.l2, 0.0, None)
+        self.filters = tuple(int(f) for f in self.filters)
+
+    @property
+    def n_blocks(self):
+        return len(self.filters)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a source training run."""
+
+    source: str = ""  # domain to train on (file <data_dir>/<source>.h5)
+    name: str = ""  # run name; empty means the domain's name
+    data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
+    runs_dir: str = "runs"
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
+    seed: int = 0
+    overwrite: bool = False  # replace an existing run of the same name
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def validate(self):
+        if not self.source:
+            raise ConfigError("no source domain given; pass --source NAME")
+        _check_range("epochs", self.epochs, 1, None)
+        _check_range("batch_size", self.batch_size, 1, None)
+        _check_range("lr", self.lr, 0.0, None, low_open=True)
+        _check_range("patience", self.patience, 0, None)
+        if any(sep in self.run_name for sep in ("/", "\\")) or self.run_name in (".", ".."):
+            raise ConfigError(f"run name must be a plain folder name. Received: name={self.run_name!r}")
+        self.model.validate()
+
+    @property
+    def run_name(self):
+        return self.name or self.source
+
+
+def _check_range(name, value, low, high, *, low_open=False, high_open=False):
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        bounds = f"{lo}{low}, {'inf' if high is None else high}{hi}"
+        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={value}")
+
+
+def to_dict(config):
+    """Return a config dataclass as plain JSON-ready data."""
+    data = dataclasses.asdict(config)
+    return json.loads(json.dumps(data))
+
+
+def from_dict(cls, data, *, where="config"):
+    """Build the dataclass ``cls`` from ``data``, checking keys and types.
+
+    Raises:
+        ConfigError: for an unknown key or a value of the wrong type.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object. Received: {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {unknown}; known keys are {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        values[key] = _coerce(hints[key], value, f"{where}.{key}")
+    return cls(**values)
+
+
+def _coerce(kind, value, where):
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value, where=where)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where} must be a list of ints. Received: {value!r}")
+    elif isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        for option in typing.get_args(kind):
+            if option is not type(None):
+                try:
+                    return _coerce(option, value, where)
+                except ConfigError:
+                    pass
+    else:
+        return value
+    raise ConfigError(f"{where} must be {getattr(kind, '__name__', kind)}. Received: {value!r}")
+
+
+def load_json(path):
+    """Read a JSON file, turning I/O and syntax problems into ConfigError."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+
+
+def save_json(path, data):
+    """Write ``data`` as indented JSON."""
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

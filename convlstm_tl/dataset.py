@@ -1,0 +1,109 @@
+"""Batches streamed from a domain file for Keras training and prediction.
+
+:class:`DomainSequence` is a backend-neutral ``keras.utils.PyDataset``: it
+opens the HDF5 file lazily (once per worker process), reads only the samples
+of the batch it is asked for, and shuffles reproducibly from a seed.
+"""
+
+import math
+
+import h5py
+import keras
+import numpy as np
+
+
+class DomainSequence(keras.utils.PyDataset):
+    """Batches ``(x, y)`` of one split of a domain file.
+
+    Args:
+        path: the domain ``.h5`` file.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        batch_size: samples per batch.
+        indices: optional subset of the split's sample indices to use.
+        shuffle: reshuffle the order at the start of every epoch.
+        seed: seed of the shuffling; epoch ``e`` uses ``(seed, e)``, so the
+            order is the same in every run with the same seed.
+        with_labels: yield ``(x, y)``; otherwise only ``x`` (for prediction).
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
+            ``keras.utils.PyDataset``.
+
+    Example:
+
+    >>> train = DomainSequence("data/St.h5", "train", batch_size=32, shuffle=True, seed=0)
+    >>> x, y = train[0]
+    """
+
+    def __init__(self, path, split, *, batch_size=32, indices=None, shuffle=False, seed=0,
+                 with_labels=True, **kwargs):
+        super().__init__(**kwargs)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
+        self.path = str(path)
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.with_labels = with_labels
+        self.epoch = 0
+        if indices is None:
+            with h5py.File(self.path, "r") as f:
+                indices = np.arange(f[split]["y"].shape[0])
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self._order = self._order_for_epoch(0)
+        self._file = None
+
+    def __len__(self):
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def __getitem__(self, batch_index):
+        if not 0 <= batch_index < len(self):
+            raise IndexError(f"batch {batch_index} out of range for {len(self)} batches")
+        chosen = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+        x, y = self.read(chosen)
+        return (x, y) if self.with_labels else x
+
+    def read(self, chosen):
+        """Read samples ``chosen`` (split indices) in the given order."""
+        group = self._split_group()
+        # h5py reads a point selection only in increasing order without
+        # repeats: read the sorted unique ids, then put them back in order.
+        unique, inverse = np.unique(chosen, return_inverse=True)
+        return group["x"][unique][inverse], group["y"][unique][inverse]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._order_for_epoch(self.epoch)
+
+    def set_epoch(self, epoch):
+        """Put the sequence in the state it has at the start of ``epoch``."""
+        self.epoch = int(epoch)
+        self._order = self._order_for_epoch(self.epoch)
+
+    @property
+    def labels(self):
+        """Labels in the current order (unshuffled sequences: the split's order)."""
+        with h5py.File(self.path, "r") as f:
+            return f[self.split]["y"][()][self._order]
+
+    def _order_for_epoch(self, epoch):
+        if not self.shuffle:
+            return self.indices
+        rng = np.random.default_rng([self.seed, epoch])
+        return self.indices[rng.permutation(len(self.indices))]
+
+    def _split_group(self):
+        # Opened on first use so that each worker process has its own handle.
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        return self._file[self.split]
+
+    def close(self):
+        """Close the file handle (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state

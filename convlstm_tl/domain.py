@@ -1,0 +1,444 @@
+"""Domain files: one HDF5 file per domain, written by ``data_prep``.
+
+The format (see DESIGN.md) in short::
+
+    <data-dir>/<Domain>.h5
+      attrs: format_version=1, domain, class_names (JSON list), layout="THWC",
+             kind ("frames" | "tokens"), provenance
+      vocab                       (tokens only) token strings
+      train/ val/ test/
+        x      (N, T, H, W, C) float32|float16 (int32 ids for tokens),
+               chunked one sample per chunk
+        y      (N,) int64 in [0, len(class_names))
+        group  (N,) int64 or str, optional; no id in two splits
+
+This module is the only one that knows the layout. :func:`write_domain` checks
+arrays before writing (to a temporary file, renamed at the end) and
+:func:`open_domain` checks a file before anything trains on it, reading ``x``
+chunk by chunk so a file larger than memory can be validated.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from convlstm_tl.errors import DomainFileError
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+LAYOUT = "THWC"
+KINDS = ("frames", "tokens")
+REQUIRED_ATTRS = ("format_version", "domain", "class_names", "layout", "kind", "provenance")
+DATA_DIR_ENV = "CONVLSTM_TL_DATA"
+DEFAULT_DATA_DIR = "data"
+# How many samples validation and statistics read at a time.
+SCAN_BATCH = 512
+
+
+@dataclass
+class SplitArrays:
+    """In-memory arrays of one split, as given to :func:`write_domain`.
+
+    Args:
+        x: frames ``(N, T, H, W, C)``.
+        y: integer labels ``(N,)``.
+        group: optional subject or recording ids ``(N,)``.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    group: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """What a validated domain file holds (no sample data).
+
+    Attributes:
+        path: the file.
+        domain: the domain's name.
+        class_names: names of the classes, indexed by label id.
+        kind: ``"frames"`` or ``"tokens"``.
+        frame_shape: ``(T, H, W, C)`` of one sample.
+        split_sizes: number of samples in each split.
+        has_groups: whether the splits carry group ids.
+        provenance: where the data came from and how it was cut.
+        x_dtype: dtype name of ``x``.
+        vocab: token strings of a ``tokens`` domain, else empty.
+    """
+
+    path: Path
+    domain: str
+    class_names: tuple
+    kind: str
+    frame_shape: tuple
+    split_sizes: dict
+    has_groups: bool
+    provenance: str
+    x_dtype: str
+    vocab: tuple = field(default=(), repr=False)
+
+    @property
+    def n_classes(self):
+        return len(self.class_names)
+
+
+def resolve_data_dir(data_dir=None):
+    """Return the data directory: the argument, ``$CONVLSTM_TL_DATA``, or ``./data``."""
+    if data_dir is not None:
+        return Path(data_dir)
+    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
+
+
+def domain_path(domain, data_dir=None):
+    """Return the path of the file of ``domain`` in ``data_dir``."""
+    return resolve_data_dir(data_dir) / f"{domain}.h5"
+
+
+def find_domain(domain, data_dir=None):
+    """Return the path of an existing domain file, or raise a helpful error."""
+    path = domain_path(domain, data_dir)
+    if not path.is_file():
+        hint = {
+            "St": "python -m data_prep watch",
+            "ms": "python -m data_prep watch",
+        }.get(domain, "python -m data_prep <source> (see python -m data_prep --help)")
+        raise DomainFileError(
+            f"domain file {path} not found; create it with `{hint} --out {path.parent}`"
+            " or point --data-dir (or $CONVLSTM_TL_DATA) at the folder that has it"
+        )
+    return path
+
+
+def write_domain(path, splits, *, domain, class_names, provenance, kind="frames", vocab=None):
+    """Validate arrays and write them as a domain file.
+
+    The file is written to a temporary name next to ``path`` and renamed at the
+    end, so ``path`` is either the complete new file or untouched.
+
+    Args:
+        path: destination ``.h5`` file.
+        splits: mapping of split name (``train``, ``val``, ``test``) to
+            :class:`SplitArrays`.
+        domain: the domain's name, stored in the file.
+        class_names: list of class names; labels index into it.
+        provenance: where the data came from and how it was cut.
+        kind: ``"frames"`` or ``"tokens"``.
+        vocab: token strings, required for ``kind="tokens"``.
+
+    Returns:
+        The :class:`DomainInfo` of the written file.
+
+    Raises:
+        DomainFileError: if the arrays do not follow the format.
+    """
+    path = Path(path)
+    class_names = [str(name) for name in class_names]
+    if kind not in KINDS:
+        raise DomainFileError(f"kind must be one of {KINDS}. Received: kind={kind!r}")
+    if kind == "tokens" and not vocab:
+        raise DomainFileError("a tokens domain needs its vocab")
+    missing = [name for name in SPLITS if name not in splits]
+    if missing:
+        raise DomainFileError(f"splits {missing} are missing; a domain needs {list(SPLITS)}")
+    for name in SPLITS:
+        arrays = splits[name]
+        _check_split_arrays(
+            path, name, np.asarray(arrays.x), np.asarray(arrays.y),
+            None if arrays.group is None else np.asarray(arrays.group),
+            n_classes=len(class_names), kind=kind,
+        )
+        _check_finite(path, name, np.asarray(arrays.x))
+    _check_class_names(path, class_names)
+    shapes = {name: np.asarray(splits[name].x).shape[1:] for name in SPLITS}
+    _check_same_frame_shape(path, shapes)
+    _check_groups(path, {name: splits[name].group for name in SPLITS})
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        with h5py.File(tmp_name, "w") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["domain"] = domain
+            f.attrs["class_names"] = json.dumps(class_names)
+            f.attrs["layout"] = LAYOUT
+            f.attrs["kind"] = kind
+            f.attrs["provenance"] = provenance
+            if vocab is not None:
+                f.create_dataset("vocab", data=np.array(list(vocab), dtype=h5py.string_dtype()))
+            for name in SPLITS:
+                _write_split(f.create_group(name), splits[name], kind)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return open_domain(path, check_values=False)
+
+
+def _write_split(group, arrays, kind):
+    x = np.asarray(arrays.x)
+    if kind == "frames" and x.dtype not in (np.float16, np.float32):
+        x = x.astype(np.float32)
+    if kind == "tokens":
+        x = x.astype(np.int32)
+    group.create_dataset("x", data=x, chunks=(1,) + x.shape[1:])
+    group.create_dataset("y", data=np.asarray(arrays.y, dtype=np.int64))
+    if arrays.group is not None:
+        ids = np.asarray(arrays.group)
+        if ids.dtype.kind in "USO":
+            group.create_dataset("group", data=ids.astype(str).astype(object), dtype=h5py.string_dtype())
+        else:
+            group.create_dataset("group", data=ids.astype(np.int64))
+
+
+def open_domain(path, *, check_values=True):
+    """Open a domain file, check it, and describe it.
+
+    Args:
+        path: the ``.h5`` file.
+        check_values: also scan ``x`` for NaN and inf (chunk by chunk).
+
+    Returns:
+        A :class:`DomainInfo`.
+
+    Raises:
+        DomainFileError: with one line saying what is wrong, for a missing,
+            corrupt or non-conforming file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DomainFileError(f"domain file {path} not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise DomainFileError(
+            f"{path} is not a readable HDF5 file ({_first_line(error)}); rebuild it with python -m data_prep"
+        ) from None
+    try:
+        with f:
+            return _describe(path, f, check_values)
+    except DomainFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise DomainFileError(f"{path} is corrupt ({_first_line(error)}); rebuild it with python -m data_prep") from None
+
+
+def _describe(path, f, check_values):
+    missing = [name for name in REQUIRED_ATTRS if name not in f.attrs]
+    if missing:
+        raise DomainFileError(f"{path} lacks the attributes {missing}; it was not written by data_prep")
+    version = int(f.attrs["format_version"])
+    if version != FORMAT_VERSION:
+        raise DomainFileError(
+            f"{path} has format_version {version}, this toolkit reads {FORMAT_VERSION}; rebuild it with data_prep"
+        )
+    if _as_str(f.attrs["layout"]) != LAYOUT:
+        raise DomainFileError(f"{path} has layout {_as_str(f.attrs['layout'])!r}; expected {LAYOUT!r}")
+    kind = _as_str(f.attrs["kind"])
+    if kind not in KINDS:
+        raise DomainFileError(f"{path} has kind {kind!r}; expected one of {KINDS}")
+    try:
+        class_names = json.loads(_as_str(f.attrs["class_names"]))
+    except json.JSONDecodeError:
+        raise DomainFileError(f"{path}: attribute class_names is not a JSON list") from None
+    _check_class_names(path, class_names)
+    vocab = ()
+    if kind == "tokens":
+        if "vocab" not in f:
+            raise DomainFileError(f"{path} is a tokens domain without a vocab dataset")
+        vocab = tuple(_as_str(token) for token in f["vocab"][()])
+
+    sizes, shapes, groups = {}, {}, {}
+    x_dtype = None
+    for name in SPLITS:
+        if name not in f or not isinstance(f[name], h5py.Group):
+            raise DomainFileError(f"{path} has no {name!r} split; a domain needs {list(SPLITS)}")
+        split = f[name]
+        for key in ("x", "y"):
+            if key not in split:
+                raise DomainFileError(f"{path}: split {name!r} has no {key!r} dataset")
+        x, y = split["x"], split["y"][()]
+        group = split["group"][()] if "group" in split else None
+        _check_split_arrays(path, name, x, y, group, n_classes=len(class_names), kind=kind)
+        if check_values and kind == "frames":
+            for start in range(0, x.shape[0], SCAN_BATCH):
+                _check_finite(path, name, x[start:start + SCAN_BATCH], offset=start)
+        if kind == "tokens" and check_values:
+            for start in range(0, x.shape[0], SCAN_BATCH):
+                ids = x[start:start + SCAN_BATCH]
+                if ids.size and (ids.min() < 0 or ids.max() >= len(vocab)):
+                    raise DomainFileError(f"{path}: split {name!r} has token ids outside the vocab of {len(vocab)}")
+        sizes[name] = int(x.shape[0])
+        shapes[name] = tuple(int(d) for d in x.shape[1:])
+        groups[name] = group
+        x_dtype = str(x.dtype)
+    _check_same_frame_shape(path, shapes)
+    _check_groups(path, groups)
+    has_groups = all(g is not None for g in groups.values())
+    return DomainInfo(
+        path=path,
+        domain=_as_str(f.attrs["domain"]),
+        class_names=tuple(class_names),
+        kind=kind,
+        frame_shape=shapes["train"],
+        split_sizes=sizes,
+        has_groups=has_groups,
+        provenance=_as_str(f.attrs["provenance"]),
+        x_dtype=x_dtype,
+        vocab=vocab,
+    )
+
+
+def _check_split_arrays(path, name, x, y, group, *, n_classes, kind):
+    where = f"{path}: split {name!r}"
+    if len(x.shape) != 5:
+        raise DomainFileError(
+            f"{where}: x must have rank 5 (N, T, H, W, C). Received: x.shape={tuple(x.shape)}"
+        )
+    # A file must hold the exact dtypes; arrays being written may be any
+    # numbers, which _write_split casts.
+    allowed = ("float16", "float32") if kind == "frames" else ("int32",)
+    if isinstance(x, h5py.Dataset):
+        if str(x.dtype) not in allowed:
+            raise DomainFileError(f"{where}: x must be {' or '.join(allowed)}. Received: dtype={x.dtype}")
+    elif np.dtype(x.dtype).kind not in "iuf":
+        raise DomainFileError(f"{where}: x must be numeric. Received: dtype={x.dtype}")
+    if x.shape[0] == 0:
+        raise DomainFileError(f"{where} is empty; every split needs at least one sample")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DomainFileError(
+            f"{where}: y must have shape ({x.shape[0]},) to match x. Received: y.shape={y.shape}"
+        )
+    if y.dtype.kind not in "iu":
+        raise DomainFileError(f"{where}: y must hold integer labels. Received: dtype={y.dtype}")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise DomainFileError(
+            f"{where}: labels must lie in [0, {n_classes}) for {n_classes} class names."
+            f" Received: min={y.min()}, max={y.max()}"
+        )
+    if group is not None:
+        group = np.asarray(group)
+        if group.shape != y.shape:
+            raise DomainFileError(
+                f"{where}: group must have shape {y.shape} to match y. Received: group.shape={group.shape}"
+            )
+
+
+def _check_finite(path, name, x, offset=0):
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = offset + int(np.argwhere(~np.isfinite(x).reshape(len(x), -1).all(axis=1))[0][0])
+        raise DomainFileError(
+            f"{path}: split {name!r} has NaN or inf in x (first at sample {bad}); clean the data and rewrite the file"
+        )
+
+
+def _check_class_names(path, class_names):
+    if (
+        not isinstance(class_names, list)
+        or not class_names
+        or not all(isinstance(n, str) and n for n in class_names)
+    ):
+        raise DomainFileError(f"{path}: class_names must be a non-empty JSON list of names. Received: {class_names!r}")
+    if len(set(class_names)) != len(class_names):
+        raise DomainFileError(f"{path}: class_names has duplicates. Received: {class_names}")
+
+
+def _check_same_frame_shape(path, shapes):
+    if len(set(shapes.values())) > 1:
+        raise DomainFileError(f"{path}: splits differ in frame shape (T, H, W, C). Received: {shapes}")
+
+
+def _check_groups(path, groups):
+    present = {name for name, ids in groups.items() if ids is not None}
+    if present and present != set(SPLITS):
+        raise DomainFileError(f"{path}: group ids are in {sorted(present)} only; give them for every split or none")
+    if not present:
+        return
+    seen = {}
+    for name in SPLITS:
+        for gid in np.unique(_normalise_ids(groups[name])):
+            if gid in seen and seen[gid] != name:
+                raise DomainFileError(
+                    f"{path}: group {gid!r} is in both {seen[gid]!r} and {name!r}; "
+                    "split by group so that no subject or recording leaks across splits"
+                )
+            seen.setdefault(gid, name)
+
+
+def _normalise_ids(ids):
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "SO":
+        return np.array([_as_str(i) for i in ids])
+    return ids
+
+
+def _as_str(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _first_line(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def read_split(path, split, indices=None):
+    """Read ``x`` and ``y`` of a split (all of it, or the sorted ``indices``).
+
+    Meant for small domains, converters and tests; training streams batches
+    through :class:`convlstm_tl.dataset.DomainSequence` instead.
+    """
+    with h5py.File(path, "r") as f:
+        g = f[split]
+        if indices is None:
+            return g["x"][()], g["y"][()]
+        indices = np.sort(np.asarray(indices))
+        return g["x"][indices], g["y"][indices]
+
+
+def read_labels(path, split):
+    """Return the labels of a split and its group ids (None without groups)."""
+    with h5py.File(path, "r") as f:
+        g = f[split]
+        group = _normalise_ids(g["group"][()]) if "group" in g else None
+        return g["y"][()], group
+
+
+def iter_x(path, split, *, batch_size=SCAN_BATCH, indices=None):
+    """Yield ``x`` of a split in consecutive chunks, never all at once."""
+    with h5py.File(path, "r") as f:
+        x = f[split]["x"]
+        if indices is None:
+            for start in range(0, x.shape[0], batch_size):
+                yield x[start:start + batch_size]
+        else:
+            indices = np.sort(np.asarray(indices))
+            for start in range(0, len(indices), batch_size):
+                yield x[indices[start:start + batch_size]]
+
+
+def channel_stats(path, split="train", *, indices=None):
+    """Per-channel mean and variance of ``x``, streamed in chunks (float64 sums).
+
+    Returns:
+        ``(mean, variance)``, each a float32 array of shape ``(C,)``.
+    """
+    total = total_sq = None
+    count = 0
+    for chunk in iter_x(path, split, indices=indices):
+        flat = chunk.reshape(-1, chunk.shape[-1]).astype(np.float64)
+        if total is None:
+            total = np.zeros(flat.shape[1])
+            total_sq = np.zeros(flat.shape[1])
+        total += flat.sum(axis=0)
+        total_sq += np.square(flat).sum(axis=0)
+        count += flat.shape[0]
+    mean = total / count
+    variance = np.maximum(total_sq / count - np.square(mean), 0.0)
+    return mean.astype(np.float32), variance.astype(np.float32)

@@ -1,0 +1,117 @@
+"""The ConvLSTM sequence classifier: a named body plus a named head.
+
+Layer names are the contract that transfer code relies on::
+
+    input                (T, H, W, C) frames
+    normalize            per-channel z-score with the training split's statistics
+    block_1 ... block_K  the body: ConvLSTM -> BatchNorm [-> pool] [-> dropout]
+    head_pool            global average over time and space
+    head_dense           dense + ReLU
+    head_dropout
+    head_softmax         class probabilities (float32 even under mixed precision)
+
+Every block returns the whole sequence, so the body can be cut after any block
+and the head still fits. Only stock Keras layers are used, so ``model.keras``
+reloads with plain ``keras.saving.load_model``.
+"""
+
+import keras
+import numpy as np
+
+BLOCK_PREFIX = "block_"
+HEAD_PREFIX = "head_"
+NORMALIZE = "normalize"
+
+
+def block_name(index):
+    """Name of the ``index``-th block of the body (1-based)."""
+    return f"{BLOCK_PREFIX}{index}"
+
+
+def kernel_for(frame_shape, kernel_size):
+    """``(1, k)`` kernels for 1-D frames (``H == 1``), ``(k, k)`` otherwise."""
+    _, height, _, _ = frame_shape
+    return (1, kernel_size) if height == 1 else (kernel_size, kernel_size)
+
+
+def build_block(index, filters, config, frame_shape):
+    """One body block: ConvLSTM -> BatchNorm, then optional pooling and dropout."""
+    kernel = kernel_for(frame_shape, config.kernel_size)
+    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
+    layers = [
+        keras.layers.ConvLSTM2D(
+            filters,
+            kernel,
+            padding="same",
+            return_sequences=True,
+            recurrent_dropout=config.recurrent_dropout,
+            kernel_regularizer=regularizer,
+            name="convlstm",
+        ),
+        keras.layers.BatchNormalization(name="batch_norm"),
+    ]
+    if config.pool_size > 1:
+        pool_h = 1 if frame_shape[1] == 1 else config.pool_size
+        layers.append(keras.layers.MaxPooling3D((1, pool_h, config.pool_size), padding="same", name="pool"))
+    if config.block_dropout:
+        layers.append(keras.layers.Dropout(config.block_dropout, name="dropout"))
+    return keras.Sequential(layers, name=block_name(index))
+
+
+def build_head(x, n_classes, config):
+    """Attach the classification head to the body's output ``x``."""
+    x = keras.layers.GlobalAveragePooling3D(name=f"{HEAD_PREFIX}pool")(x)
+    x = keras.layers.Dense(
+        config.head_units,
+        activation="relu",
+        kernel_regularizer=keras.regularizers.L2(config.l2) if config.l2 else None,
+        name=f"{HEAD_PREFIX}dense",
+    )(x)
+    x = keras.layers.Dropout(config.head_dropout, name=f"{HEAD_PREFIX}dropout")(x)
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}softmax")(x)
+
+
+def build_classifier(config, *, frame_shape, n_classes, mean, variance, name="convlstm_classifier"):
+    """Build the classifier for frames of ``frame_shape``.
+
+    Args:
+        config: a :class:`convlstm_tl.config.ModelConfig`.
+        frame_shape: ``(T, H, W, C)`` of one sample.
+        n_classes: number of classes of the softmax.
+        mean: per-channel mean ``(C,)`` of the training split.
+        variance: per-channel variance ``(C,)`` of the training split.
+        name: the model's name.
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping ``(B, T, H, W, C)`` to ``(B, n_classes)``.
+
+    Example:
+
+    >>> model = build_classifier(ModelConfig(), frame_shape=(10, 1, 25, 6), n_classes=7,
+    ...                          mean=np.zeros(6), variance=np.ones(6))
+    """
+    frame_shape = tuple(int(d) for d in frame_shape)
+    if len(frame_shape) != 4:
+        raise ValueError(f"frame_shape must be (T, H, W, C). Received: frame_shape={frame_shape}")
+    channels = frame_shape[-1]
+    mean = np.asarray(mean, dtype=np.float32).reshape(channels)
+    # A constant channel would divide by zero; keep it unscaled instead.
+    variance = np.where(np.asarray(variance, dtype=np.float32) > 0, variance, 1.0).reshape(channels)
+
+    inputs = keras.Input(shape=frame_shape, name="frames")
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZE)(inputs)
+    for index, filters in enumerate(config.filters, start=1):
+        x = build_block(index, filters, config, frame_shape)(x)
+    outputs = build_head(x, n_classes, config)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def body_blocks(model):
+    """The model's body blocks in order (``block_1``, ``block_2``, ...)."""
+    blocks = [layer for layer in model.layers if layer.name.startswith(BLOCK_PREFIX)]
+    return sorted(blocks, key=lambda layer: int(layer.name[len(BLOCK_PREFIX):]))
+
+
+def head_layers(model):
+    """The model's head layers (names starting with ``head_``)."""
+    return [layer for layer in model.layers if layer.name.startswith(HEAD_PREFIX)]
