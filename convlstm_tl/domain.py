@@ -11,6 +11,8 @@ The format (see DESIGN.md) in short::
                chunked one sample per chunk
         y      (N,) int64 in [0, len(class_names))
         group  (N,) int64 or str, optional; no id in two splits
+        recording (N,) int64 or str, optional; the unit that low-label
+               sampling takes whole (e.g. one recording of one subject)
 
 This module is the only one that knows the layout. :func:`write_domain` checks
 arrays before writing (to a temporary file, renamed at the end) and
@@ -36,6 +38,8 @@ KINDS = ("frames", "tokens")
 REQUIRED_ATTRS = ("format_version", "domain", "class_names", "layout", "kind", "provenance")
 DATA_DIR_ENV = "CONVLSTM_TL_DATA"
 DEFAULT_DATA_DIR = "data"
+# Optional per-sample id datasets of a split, checked for leaks across splits.
+ID_KEYS = ("group", "recording")
 # How many samples validation and statistics read at a time.
 SCAN_BATCH = 512
 
@@ -47,12 +51,17 @@ class SplitArrays:
     Args:
         x: frames ``(N, T, H, W, C)``.
         y: integer labels ``(N,)``.
-        group: optional subject or recording ids ``(N,)``.
+        group: optional subject or recording ids ``(N,)``; no id may be in
+            two splits.
+        recording: optional ids ``(N,)`` of the recordings the samples were
+            cut from, finer than ``group``; target subsampling takes whole
+            recordings.
     """
 
     x: np.ndarray
     y: np.ndarray
     group: np.ndarray | None = None
+    recording: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -150,14 +159,15 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
         arrays = splits[name]
         _check_split_arrays(
             path, name, np.asarray(arrays.x), np.asarray(arrays.y),
-            None if arrays.group is None else np.asarray(arrays.group),
+            {key: getattr(arrays, key) for key in ID_KEYS},
             n_classes=len(class_names), kind=kind,
         )
         _check_finite(path, name, np.asarray(arrays.x))
     _check_class_names(path, class_names)
     shapes = {name: np.asarray(splits[name].x).shape[1:] for name in SPLITS}
     _check_same_frame_shape(path, shapes)
-    _check_groups(path, {name: splits[name].group for name in SPLITS})
+    for key in ID_KEYS:
+        _check_groups(path, {name: getattr(splits[name], key) for name in SPLITS}, key=key)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
@@ -189,12 +199,15 @@ def _write_split(group, arrays, kind):
         x = x.astype(np.int32)
     group.create_dataset("x", data=x, chunks=(1,) + x.shape[1:])
     group.create_dataset("y", data=np.asarray(arrays.y, dtype=np.int64))
-    if arrays.group is not None:
-        ids = np.asarray(arrays.group)
+    for key in ID_KEYS:
+        ids = getattr(arrays, key)
+        if ids is None:
+            continue
+        ids = np.asarray(ids)
         if ids.dtype.kind in "USO":
-            group.create_dataset("group", data=ids.astype(str).astype(object), dtype=h5py.string_dtype())
+            group.create_dataset(key, data=ids.astype(str).astype(object), dtype=h5py.string_dtype())
         else:
-            group.create_dataset("group", data=ids.astype(np.int64))
+            group.create_dataset(key, data=ids.astype(np.int64))
 
 
 def open_domain(path, *, check_values=True):
@@ -264,8 +277,8 @@ def _describe(path, f, check_values):
             if key not in split:
                 raise DomainFileError(f"{path}: split {name!r} has no {key!r} dataset")
         x, y = split["x"], split["y"][()]
-        group = split["group"][()] if "group" in split else None
-        _check_split_arrays(path, name, x, y, group, n_classes=len(class_names), kind=kind)
+        ids = {key: split[key][()] if key in split else None for key in ID_KEYS}
+        _check_split_arrays(path, name, x, y, ids, n_classes=len(class_names), kind=kind)
         if check_values and kind == "frames":
             for start in range(0, x.shape[0], SCAN_BATCH):
                 _check_finite(path, name, x[start:start + SCAN_BATCH], offset=start)
@@ -276,11 +289,12 @@ def _describe(path, f, check_values):
                     raise DomainFileError(f"{path}: split {name!r} has token ids outside the vocab of {len(vocab)}")
         sizes[name] = int(x.shape[0])
         shapes[name] = tuple(int(d) for d in x.shape[1:])
-        groups[name] = group
+        groups[name] = ids
         x_dtype = str(x.dtype)
     _check_same_frame_shape(path, shapes)
-    _check_groups(path, groups)
-    has_groups = all(g is not None for g in groups.values())
+    for key in ID_KEYS:
+        _check_groups(path, {name: groups[name][key] for name in SPLITS}, key=key)
+    has_groups = all(groups[name]["group"] is not None for name in SPLITS)
     return DomainInfo(
         path=path,
         domain=_as_str(f.attrs["domain"]),
@@ -295,7 +309,7 @@ def _describe(path, f, check_values):
     )
 
 
-def _check_split_arrays(path, name, x, y, group, *, n_classes, kind):
+def _check_split_arrays(path, name, x, y, ids, *, n_classes, kind):
     where = f"{path}: split {name!r}"
     if len(x.shape) != 5:
         raise DomainFileError(
@@ -323,11 +337,10 @@ def _check_split_arrays(path, name, x, y, group, *, n_classes, kind):
             f"{where}: labels must lie in [0, {n_classes}) for {n_classes} class names."
             f" Received: min={y.min()}, max={y.max()}"
         )
-    if group is not None:
-        group = np.asarray(group)
-        if group.shape != y.shape:
+    for key, values in ids.items():
+        if values is not None and np.shape(values) != y.shape:
             raise DomainFileError(
-                f"{where}: group must have shape {y.shape} to match y. Received: group.shape={group.shape}"
+                f"{where}: {key} must have shape {y.shape} to match y. Received: {key}.shape={np.shape(values)}"
             )
 
 
@@ -356,10 +369,10 @@ def _check_same_frame_shape(path, shapes):
         raise DomainFileError(f"{path}: splits differ in frame shape (T, H, W, C). Received: {shapes}")
 
 
-def _check_groups(path, groups):
+def _check_groups(path, groups, *, key="group"):
     present = {name for name, ids in groups.items() if ids is not None}
     if present and present != set(SPLITS):
-        raise DomainFileError(f"{path}: group ids are in {sorted(present)} only; give them for every split or none")
+        raise DomainFileError(f"{path}: {key} ids are in {sorted(present)} only; give them for every split or none")
     if not present:
         return
     seen = {}
@@ -367,7 +380,7 @@ def _check_groups(path, groups):
         for gid in np.unique(_normalise_ids(groups[name])):
             if gid in seen and seen[gid] != name:
                 raise DomainFileError(
-                    f"{path}: group {gid!r} is in both {seen[gid]!r} and {name!r}; "
+                    f"{path}: {key} {gid!r} is in both {seen[gid]!r} and {name!r}; "
                     "split by group so that no subject or recording leaks across splits"
                 )
             seen.setdefault(gid, name)
@@ -408,6 +421,20 @@ def read_labels(path, split):
         g = f[split]
         group = _normalise_ids(g["group"][()]) if "group" in g else None
         return g["y"][()], group
+
+
+def read_sampling_units(path, split):
+    """Ids of the units that subsampling must keep whole, one per sample.
+
+    The finest unit the file records: ``recording`` if present, else
+    ``group``, else None (each sample is its own unit).
+    """
+    with h5py.File(path, "r") as f:
+        g = f[split]
+        for key in ("recording", "group"):
+            if key in g:
+                return _normalise_ids(g[key][()])
+    return None
 
 
 def iter_x(path, split, *, batch_size=SCAN_BATCH, indices=None):

@@ -188,7 +188,7 @@ def build_watch_domains(
         ``{domain: {"splits": {split: SplitArrays}, "provenance": dict}}`` for
         the domains ``St`` (right arm) and ``ms`` (left arm). ``x`` is float32
         ``(N, frames, 1, window // frames, 6)``, ``y`` the exercise, ``group``
-        the subject id.
+        the subject id, ``recording`` the index of the recording in seglearn's list.
 
     Raises:
         UserError: for an invalid option, or a split that gets no windows.
@@ -209,7 +209,7 @@ def build_watch_domains(
     for domain, (side, arm) in ARMS.items():
         splits, recordings = {}, {}
         for split, wanted in split_subjects.items():
-            xs, ys, groups, n_recordings = [], [], [], 0
+            xs, ys, groups, recording_ids, n_recordings = [], [], [], [], 0
             for i in order:
                 if sides[i] != side or subjects[i] not in wanted:
                     continue
@@ -218,13 +218,15 @@ def build_watch_domains(
                 xs.append(to_frames(windows, frames).astype(np.float32))
                 ys.append(np.full(len(windows), labels[i], dtype=np.int64))
                 groups.append(np.full(len(windows), subjects[i], dtype=np.int64))
+                recording_ids.append(np.full(len(windows), i, dtype=np.int64))
             if sum(len(y) for y in ys) == 0:
                 raise UserError(
                     f"split {split!r} of {domain} ({arm} arm) gets no windows: its {n_recordings} recordings"
                     f" of subjects {list(wanted)} are shorter than the window; use a smaller --window."
                     f" Received: window={window}"
                 )
-            splits[split] = SplitArrays(x=np.concatenate(xs), y=np.concatenate(ys), group=np.concatenate(groups))
+            splits[split] = SplitArrays(x=np.concatenate(xs), y=np.concatenate(ys), group=np.concatenate(groups),
+                                        recording=np.concatenate(recording_ids))
             recordings[split] = n_recordings
         domains[domain] = {
             "splits": splits,
@@ -355,6 +357,7 @@ def _provenance(data, *, domain, side, arm, window, overlap, step, frames, split
         "windows_cross_recordings": False,
         "label": "the recording's exercise",
         "group": "subject id",
+        "recording": "index of the recording in seglearn load_watch (subsampling keeps recordings whole)",
         "split_subjects": {split: [int(s) for s in ids] for split, ids in split_subjects.items()},
         "recordings": {split: int(n) for split, n in recordings.items()},
         "counts": {split: int(len(arrays.y)) for split, arrays in splits.items()},
