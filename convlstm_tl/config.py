@@ -71,13 +71,74 @@ class TrainConfig:
         _check_range("batch_size", self.batch_size, 1, None)
         _check_range("lr", self.lr, 0.0, None, low_open=True)
         _check_range("patience", self.patience, 0, None)
-        if any(sep in self.run_name for sep in ("/", "\\")) or self.run_name in (".", ".."):
-            raise ConfigError(f"run name must be a plain folder name. Received: name={self.run_name!r}")
+        check_run_name(self.run_name)
         self.model.validate()
 
     @property
     def run_name(self):
         return self.name or self.source
+
+
+NORMALIZATIONS = ("target", "source")
+
+
+@dataclass
+class TransferConfig:
+    """Everything that defines a transfer run from a source run to a target domain."""
+
+    target: str = ""  # domain to transfer to (file <data_dir>/<target>.h5)
+    source_run: str = ""  # source run: a name in runs_dir, or a path to a run directory
+    strategy: str = "freeze"  # freeze | cut:K | unfreeze:N | finetune | gradual | scratch
+    name: str = ""  # run name; empty means <source run>-<target>-<strategy, no colon>
+    data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
+    runs_dir: str = "runs"
+    epochs: int = 40  # total budget; gradual spends head_epochs of it on the head alone
+    head_epochs: int = 10  # gradual: epochs of head-only training before unfreezing
+    batch_size: int = 32
+    lr: float = 1e-3  # learning rate of the new head (and of every layer for scratch)
+    body_lr: float | None = None  # restored layers that train; None means lr / 10
+    patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
+    seed: int = 0
+    normalization: str = "target"  # statistics of the target's training samples, or the source's
+    target_fraction: float | None = None  # keep this fraction of the target's training split
+    target_per_class: int | None = None  # or this many samples per class
+    cache_features: bool = True  # train the head on cached body outputs when the body is frozen
+    overwrite: bool = False
+
+    def validate(self):
+        if not self.target:
+            raise ConfigError("no target domain given; pass --transfer TARGET")
+        if not self.source_run:
+            raise ConfigError("no source run given; pass --from RUN")
+        _check_range("epochs", self.epochs, 1, None)
+        _check_range("head_epochs", self.head_epochs, 1, None)
+        _check_range("batch_size", self.batch_size, 1, None)
+        _check_range("lr", self.lr, 0.0, None, low_open=True)
+        if self.body_lr is not None:
+            _check_range("body_lr", self.body_lr, 0.0, None, low_open=True)
+        _check_range("patience", self.patience, 0, None)
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}"
+            )
+        if self.target_fraction is not None and self.target_per_class is not None:
+            raise ConfigError("give --target-fraction or --target-per-class, not both")
+        if self.target_fraction is not None:
+            _check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
+        if self.target_per_class is not None:
+            _check_range("target_per_class", self.target_per_class, 1, None)
+        if self.name:
+            check_run_name(self.name)
+
+    @property
+    def effective_body_lr(self):
+        return self.body_lr if self.body_lr is not None else self.lr / 10
+
+
+def check_run_name(name):
+    """Refuse run names that are not a plain folder name."""
+    if any(sep in name for sep in ("/", "\\")) or name in (".", "..") or name.startswith("."):
+        raise ConfigError(f"run name must be a plain folder name. Received: name={name!r}")
 
 
 def _check_range(name, value, low, high, *, low_open=False, high_open=False):

@@ -107,3 +107,35 @@ class DomainSequence(keras.utils.PyDataset):
         state = self.__dict__.copy()
         state["_file"] = None
         return state
+
+
+class ArraySequence(keras.utils.PyDataset):
+    """Batches of in-memory arrays, shuffled per epoch like :class:`DomainSequence`.
+
+    Used for cached body features, which are small enough to keep in memory.
+    """
+
+    def __init__(self, x, y, *, batch_size=32, shuffle=False, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+        self._order = self._order_for_epoch(0)
+
+    def __len__(self):
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, batch_index):
+        chosen = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+        return self.x[chosen], self.y[chosen]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._order_for_epoch(self.epoch)
+
+    def _order_for_epoch(self, epoch):
+        if not self.shuffle:
+            return np.arange(len(self.y))
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.y))

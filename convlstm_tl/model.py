@@ -34,9 +34,9 @@ def kernel_for(frame_shape, kernel_size):
     return (1, kernel_size) if height == 1 else (kernel_size, kernel_size)
 
 
-def build_block(index, filters, config, frame_shape):
+def build_block(index, filters, config, frame_shape, kernel=None):
     """One body block: ConvLSTM -> BatchNorm, then optional pooling and dropout."""
-    kernel = kernel_for(frame_shape, config.kernel_size)
+    kernel = kernel or kernel_for(frame_shape, config.kernel_size)
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     layers = [
         keras.layers.ConvLSTM2D(
@@ -71,7 +71,7 @@ def build_head(x, n_classes, config):
     return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}softmax")(x)
 
 
-def build_classifier(config, *, frame_shape, n_classes, mean, variance, name="convlstm_classifier"):
+def build_classifier(config, *, frame_shape, n_classes, mean, variance, kernel=None, name="convlstm_classifier"):
     """Build the classifier for frames of ``frame_shape``.
 
     Args:
@@ -80,6 +80,8 @@ def build_classifier(config, *, frame_shape, n_classes, mean, variance, name="co
         n_classes: number of classes of the softmax.
         mean: per-channel mean ``(C,)`` of the training split.
         variance: per-channel variance ``(C,)`` of the training split.
+        kernel: ConvLSTM kernel ``(kh, kw)``; default from ``frame_shape``
+            and ``config.kernel_size``. Transfer passes the source's kernel.
         name: the model's name.
 
     Returns:
@@ -101,9 +103,14 @@ def build_classifier(config, *, frame_shape, n_classes, mean, variance, name="co
     inputs = keras.Input(shape=frame_shape, name="frames")
     x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZE)(inputs)
     for index, filters in enumerate(config.filters, start=1):
-        x = build_block(index, filters, config, frame_shape)(x)
+        x = build_block(index, filters, config, frame_shape, kernel)(x)
     outputs = build_head(x, n_classes, config)
     return keras.Model(inputs, outputs, name=name)
+
+
+def block_kernel(model):
+    """The ConvLSTM kernel size of the model's body."""
+    return tuple(model.get_layer(block_name(1)).get_layer("convlstm").kernel_size)
 
 
 def body_blocks(model):

@@ -1,63 +1,114 @@
-"""``python -m convlstm_tl.train``: train a ConvLSTM classifier on a domain.
+"""``python -m convlstm_tl.train``: train on a source domain, or transfer to a target.
 
-Settings come from the defaults of :class:`convlstm_tl.config.TrainConfig`,
-then ``--config FILE`` (JSON, same keys as a run's ``config.json`` "config"
-entry), then the flags given on the command line.
+    python -m convlstm_tl.train --source St
+    python -m convlstm_tl.train --transfer ms --from St --strategy freeze
+
+Settings come from the defaults of :class:`convlstm_tl.config.TrainConfig`
+(or :class:`~convlstm_tl.config.TransferConfig`), then ``--config FILE``
+(JSON, the same keys as the ``"config"`` entry of a run's ``config.json``),
+then the flags given on the command line.
 """
 
+import argparse
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.errors import ConfigError
 
 PROG = "python -m convlstm_tl.train"
 
-# flag dest -> (config key, is a ModelConfig key)
-_TRAIN_KEYS = ("source", "name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed",
-               "overwrite")
+# Flags copied onto the config when given, by mode.
+_SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed", "overwrite")
+_TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
+                  "cache_features")
+# flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
 _MODEL_KEYS = {"kernel": "kernel_size", "dropout": "block_dropout", "recurrent_dropout": "recurrent_dropout",
-               "pool": "pool_size", "head_units": "head_units", "head_dropout": "head_dropout", "l2": "l2"}
+               "pool": "pool_size", "head_units": "head_units", "head_dropout": "head_dropout", "l2": "l2",
+               "blocks": None, "filters": None}
 
 
 def parse_args(argv=None):
     """Parse the command line; every option defaults to None (= not given)."""
-    parser = ArgumentParser(prog=PROG, description="Train a ConvLSTM classifier on a source domain.")
-    parser.add_argument("--source", metavar="DOMAIN", help="domain to train on: <data-dir>/DOMAIN.h5")
-    parser.add_argument("--name", help="run name (default: the domain's name)")
+    parser = ArgumentParser(prog=PROG, description="Train a ConvLSTM classifier on a source domain, "
+                                                   "or transfer a trained one to a target domain.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--source", metavar="DOMAIN", help="train on <data-dir>/DOMAIN.h5")
+    mode.add_argument("--transfer", metavar="TARGET", help="transfer to <data-dir>/TARGET.h5 (needs --from)")
+    parser.add_argument("--name", help="run name (default: the domain, or <from>-<target>-<strategy>)")
     parser.add_argument("--config", metavar="FILE", help="JSON file of settings; flags override it")
     parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
     parser.add_argument("--runs-dir", help="folder of run directories (default: ./runs)")
     parser.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
     parser.add_argument("--batch-size", type=int, help="batch size (default 32)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate; of the new head in a transfer (default 1e-3)")
     parser.add_argument("--patience", type=int,
                         help="early-stopping patience on val loss, best weights restored; 0 = off (default 8)")
     parser.add_argument("--seed", type=int, help="random seed (default 0); the same seed repeats a CPU run")
-    parser.add_argument("--blocks", type=int, help="number of ConvLSTM blocks (default 2)")
-    parser.add_argument("--filters", help="filters per block, e.g. 32 or 32,64 (default 32,32)")
-    parser.add_argument("--kernel", type=int, help="kernel size k: (1,k) for H == 1 frames, (k,k) otherwise")
-    parser.add_argument("--dropout", type=float, help="dropout after each block")
-    parser.add_argument("--recurrent-dropout", type=float, help="dropout on the ConvLSTM recurrent state")
-    parser.add_argument("--pool", type=int, help="spatial max-pool size after each block (1 = none)")
-    parser.add_argument("--head-units", type=int, help="units of the head's dense layer")
-    parser.add_argument("--head-dropout", type=float, help="dropout before the softmax")
-    parser.add_argument("--l2", type=float, help="L2 penalty on kernels")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+    model = parser.add_argument_group("architecture (with --source)")
+    model.add_argument("--blocks", type=int, help="number of ConvLSTM blocks (default 2)")
+    model.add_argument("--filters", help="filters per block, e.g. 32 or 32,64 (default 32,32)")
+    model.add_argument("--kernel", type=int, help="kernel size k: (1,k) for H == 1 frames, (k,k) otherwise")
+    model.add_argument("--dropout", type=float, help="dropout after each block")
+    model.add_argument("--recurrent-dropout", type=float, help="dropout on the ConvLSTM recurrent state")
+    model.add_argument("--pool", type=int, help="spatial max-pool size after each block (1 = none)")
+    model.add_argument("--head-units", type=int, help="units of the head's dense layer")
+    model.add_argument("--head-dropout", type=float, help="dropout before the softmax")
+    model.add_argument("--l2", type=float, help="L2 penalty on kernels")
+
+    transfer = parser.add_argument_group("transfer (with --transfer)")
+    transfer.add_argument("--from", dest="source_run", metavar="RUN", help="source run: a name in --runs-dir or a path")
+    transfer.add_argument("--strategy", help="freeze | cut:K | unfreeze:N | finetune | gradual | scratch"
+                                             " (default freeze)")
+    transfer.add_argument("--body-lr", type=float, help="learning rate of restored blocks that train (default lr/10)")
+    transfer.add_argument("--head-epochs", type=int, help="gradual: head-only epochs before unfreezing (default 10)")
+    transfer.add_argument("--normalization", choices=("target", "source"),
+                          help="normalization statistics: the target's training samples (default) or the source's")
+    transfer.add_argument("--target-fraction", type=float, help="keep this fraction of the target's training split")
+    transfer.add_argument("--target-per-class", type=int, help="keep about this many training samples per class")
+    transfer.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None,
+                          help="train the head on cached body outputs when the body stays frozen (default on)")
     return parser.parse_args(argv)
+
+
+def build_transfer_config(args):
+    """Turn parsed arguments into a validated :class:`TransferConfig`."""
+    from convlstm_tl.config import TransferConfig, from_dict, load_json
+
+    given = [flag for flag in _MODEL_KEYS if getattr(args, flag) is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} sets the architecture, which a transfer takes from"
+                          " the source run; drop it")
+    config = (from_dict(TransferConfig, load_json(args.config), where=args.config) if args.config
+              else TransferConfig())
+    config.target = args.transfer
+    for key in (*_SHARED_KEYS, *_TRANSFER_KEYS, "source_run"):
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+    config.validate()
+    return config
 
 
 def build_config(args):
     """Turn parsed arguments into a validated :class:`TrainConfig`."""
-    from convlstm_tl.config import ConfigError, ModelConfig, TrainConfig, from_dict, load_json
+    from convlstm_tl.config import ModelConfig, TrainConfig, from_dict, load_json
 
+    given = [key for key in (*_TRANSFER_KEYS, "source_run") if getattr(args, key) is not None]
+    if given:
+        flag = "--from" if given[0] == "source_run" else f"--{given[0].replace('_', '-')}"
+        raise ConfigError(f"{flag} belongs to a transfer; use it with --transfer TARGET")
     config = from_dict(TrainConfig, load_json(args.config), where=args.config) if args.config else TrainConfig()
-    for key in _TRAIN_KEYS:
+    if args.source is not None:
+        config.source = args.source
+    for key in _SHARED_KEYS:
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)
     for flag, key in _MODEL_KEYS.items():
         value = getattr(args, flag)
-        if value is not None:
+        if key is not None and value is not None:
             setattr(config.model, key, value)
     filters = config.model.filters
     if args.filters is not None:
@@ -81,6 +132,8 @@ def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
     configure_logging(args.quiet)
+    if args.transfer is not None:
+        return _run_transfer(args)
     config = build_config(args)
     # Check the cheap things before paying for the backend's start-up.
     from convlstm_tl.domain import find_domain, open_domain
@@ -92,13 +145,32 @@ def main(argv=None):
     from convlstm_tl.training import train_source
 
     result = train_source(config, info=info, verbose=0 if args.quiet else "auto")
-    m = result.metrics
-    print(f"run {result.run_dir}: {config.source} test accuracy {m['accuracy']:.4f}, "
-          f"macro-F1 {m['macro_f1']:.4f} on {m['n_test']} samples "
-          f"({m['epochs_run']} epochs, {m['train_seconds']:.1f} s)")
-    if not args.quiet:
-        print((result.run_dir / "report.txt").read_text())
+    _print_result(result, config.source, args.quiet)
     return 0
+
+
+def _run_transfer(args):
+    config = build_transfer_config(args)
+    from convlstm_tl.domain import find_domain, open_domain
+
+    info = open_domain(find_domain(config.target, config.data_dir or None))
+    import_backend_quietly()
+    from convlstm_tl.transfer import transfer
+
+    result = transfer(config, target_info=info, verbose=0 if args.quiet else "auto")
+    _print_result(result, config.target, args.quiet)
+    return 0
+
+
+def _print_result(result, domain, quiet):
+    m = result.metrics
+    line = (f"run {result.run_dir}: {domain} test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
+            f" on {m['n_test']} samples ({m['epochs_run']} epochs, {m['train_seconds']:.1f} s)")
+    if "source_test" in m:
+        line += f"; keeps {m['source_test']['accuracy']:.4f} on {m['source_test']['domain']}"
+    print(line)
+    if not quiet:
+        print((result.run_dir / "report.txt").read_text())
 
 
 def cli():

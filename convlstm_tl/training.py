@@ -106,11 +106,12 @@ def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=()):
     return {name: [float(v) for v in values] for name, values in history.history.items()}, seconds
 
 
-def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_seconds, batch_size):
+def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_seconds, batch_size, extra=None):
     """Score ``model`` on the test split and write the run's result files.
 
     Writes ``model.keras``, ``history.csv``, ``metrics.json``, ``report.txt``
-    and ``confusion_matrix.png`` into ``run_path``.
+    and ``confusion_matrix.png`` into ``run_path``. ``extra`` entries are
+    added to the metrics.
 
     Returns:
         The metrics dict.
@@ -122,6 +123,7 @@ def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_s
     metrics["train_seconds"] = round(train_seconds, 3)
     metrics["eval_seconds"] = round(eval_seconds, 3)
     metrics["epochs_run"] = len(next(iter(history.values()), []))
+    metrics.update(extra or {})
 
     run_path = Path(run_path)
     model.save(run_path / "model.keras")

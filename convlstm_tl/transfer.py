@@ -1,0 +1,367 @@
+"""Transfer a source run's body to a target domain, by any strategy.
+
+A strategy is data (:class:`Strategy`): how many source blocks to keep,
+whether to restore their weights, and one or more training phases, each
+naming the restored blocks that train in it. :func:`transfer` is the one code
+path that applies any of them:
+
+=============  ==========================================================
+``freeze``     all blocks restored and frozen; new head trained
+``cut:K``      blocks 1..K restored and frozen, the rest dropped
+``unfreeze:N`` restored; the top N blocks train at the body learning rate
+``finetune``   restored; every block trains at the body learning rate
+``gradual``    head alone for ``head_epochs``, then every block at the body rate
+``scratch``    same architecture, random initialisation, one learning rate
+=============  ==========================================================
+
+Restored BatchNorm layers never train: their statistics stay as the source
+learned them, before and after unfreezing (Keras runs a BatchNorm layer with
+``trainable=False`` in inference mode).
+"""
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convlstm_tl import backend
+from convlstm_tl.config import ModelConfig, check_run_name, from_dict, load_json, save_json, to_dict
+from convlstm_tl.dataset import ArraySequence, DomainSequence
+from convlstm_tl.domain import channel_stats, find_domain, open_domain, read_labels, read_sampling_units
+from convlstm_tl.errors import ConfigError, RunError, UserError
+from convlstm_tl.inference import predict_split
+from convlstm_tl.metrics import classification_metrics
+from convlstm_tl.model import block_kernel, block_name, body_blocks, build_classifier, head_layers
+from convlstm_tl.runs import RunDirectory, check_run_target, find_run
+from convlstm_tl.sampling import subsample
+from convlstm_tl.training import TrainResult, evaluate_and_save, fit
+
+log = logging.getLogger(__name__)
+
+STRATEGY_NAMES = ("freeze", "cut:K", "unfreeze:N", "finetune", "gradual", "scratch")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training.
+
+    Attributes:
+        trainable_blocks: 1-based indices of restored blocks that train.
+        epochs: epochs of this phase; None takes what the budget has left.
+    """
+
+    trainable_blocks: tuple
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A transfer strategy as data.
+
+    Attributes:
+        spec: the strategy as the user wrote it, e.g. ``"cut:1"``.
+        keep_blocks: how many source blocks the new body keeps.
+        restore: copy the source's weights into the kept blocks.
+        phases: the training phases, in order.
+    """
+
+    spec: str
+    keep_blocks: int
+    restore: bool
+    phases: tuple
+
+    @property
+    def slug(self):
+        """The spec as it appears in run names: ``cut:1`` -> ``cut1``."""
+        return self.spec.replace(":", "")
+
+    @property
+    def body_frozen_throughout(self):
+        """True when restored blocks never train, so body outputs can be cached."""
+        return self.restore and all(not phase.trainable_blocks for phase in self.phases)
+
+
+def parse_strategy(spec, n_blocks, *, head_epochs=10):
+    """Turn ``"freeze"``, ``"cut:K"``, ... into a :class:`Strategy` for a body of ``n_blocks``.
+
+    Raises:
+        ConfigError: for an unknown strategy or K/N out of range.
+    """
+    name, colon, argument = spec.partition(":")
+    takes_number = name in ("cut", "unfreeze")
+    if name not in ("freeze", "cut", "unfreeze", "finetune", "gradual", "scratch") or bool(colon) != takes_number:
+        raise ConfigError(f"unknown strategy {spec!r}; choose one of {', '.join(STRATEGY_NAMES)}")
+    all_blocks = tuple(range(1, n_blocks + 1))
+    if not takes_number:
+        return {
+            "freeze": Strategy(spec, n_blocks, True, (Phase(()),)),
+            "finetune": Strategy(spec, n_blocks, True, (Phase(all_blocks),)),
+            "gradual": Strategy(spec, n_blocks, True, (Phase((), head_epochs), Phase(all_blocks))),
+            "scratch": Strategy(spec, n_blocks, False, (Phase(all_blocks),)),
+        }[name]
+    try:
+        number = int(argument)
+    except ValueError:
+        raise ConfigError(f"strategy {spec!r} needs a whole number after the colon, e.g. {name}:1") from None
+    if not 1 <= number <= n_blocks:
+        raise ConfigError(
+            f"strategy {spec!r} is out of range: the source body has {n_blocks} blocks, so use {name}:1..{n_blocks}"
+        )
+    if name == "cut":
+        return Strategy(spec, number, True, (Phase(()),))
+    return Strategy(spec, n_blocks, True, (Phase(all_blocks[n_blocks - number:]),))
+
+
+@keras.saving.register_keras_serializable(package="convlstm_tl")
+class LayerRateAdam(keras.optimizers.Adam):
+    """Adam that scales the learning rate of variables under given layers.
+
+    Args:
+        learning_rate: the base (head) learning rate.
+        scaled_prefixes: variable path prefixes, e.g. ``["block_1/"]``.
+        scale: factor applied to their learning rate (body_lr / lr).
+        **kwargs: other ``keras.optimizers.Adam`` arguments.
+    """
+
+    def __init__(self, learning_rate=1e-3, *, scaled_prefixes=(), scale=1.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.scaled_prefixes = tuple(scaled_prefixes)
+        self.scale = float(scale)
+        self._rate_scales = []
+
+    def build(self, variables):
+        super().build(variables)
+        self._rate_scales = [
+            self.scale if variable.path.startswith(self.scaled_prefixes) else 1.0 for variable in variables
+        ]
+
+    def update_step(self, gradient, variable, learning_rate):
+        # The backend may hand us its own variable type; the index maps it
+        # back to the Keras variable whose path we matched in build().
+        factor = self._rate_scales[self._get_variable_index(variable)]
+        if factor != 1.0:
+            learning_rate = learning_rate * factor
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scaled_prefixes=list(self.scaled_prefixes), scale=self.scale)
+        return config
+
+
+@dataclass
+class SourceRun:
+    """A finished source run, loaded for transfer."""
+
+    path: Path
+    config: dict
+    model_config: ModelConfig
+    model: keras.Model
+
+    @property
+    def frame_shape(self):
+        return tuple(self.model.input_shape[1:])
+
+    @property
+    def n_blocks(self):
+        return len(body_blocks(self.model))
+
+
+def load_source_run(source_run, runs_dir):
+    """Load a run (a name in ``runs_dir`` or a path) with its model and config."""
+    candidate = Path(source_run)
+    path = candidate if candidate.is_dir() and (candidate / "config.json").exists() else find_run(runs_dir, source_run)
+    if not (path / "model.keras").is_file():
+        raise RunError(f"run {path} has no model.keras; it is incomplete, train it again")
+    config = load_json(path / "config.json")
+    model_config = from_dict(ModelConfig, config.get("model") or config["config"]["model"], where=f"{path}/config.json")
+    try:
+        model = keras.saving.load_model(path / "model.keras", compile=False)
+    except Exception as error:  # a truncated or foreign file fails in many ways
+        raise RunError(f"cannot load {path / 'model.keras'} ({type(error).__name__}); train the run again") from None
+    return SourceRun(path=path, config=config, model_config=model_config, model=model)
+
+
+def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean, variance):
+    """Build the target model: kept (and maybe restored) source blocks plus a new head."""
+    if frame_shape[-1] != source.frame_shape[-1]:
+        raise UserError(
+            f"the target's frames {tuple(frame_shape)} have {frame_shape[-1]} channels but the source body takes"
+            f" {source.frame_shape[-1]} (source frames {source.frame_shape}); transfer needs the same channels"
+        )
+    config = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])
+    model = build_classifier(config, frame_shape=frame_shape, n_classes=n_classes, mean=mean, variance=variance,
+                             kernel=block_kernel(source.model), name="convlstm_transfer")
+    if strategy.restore:
+        for index in range(1, strategy.keep_blocks + 1):
+            model.get_layer(block_name(index)).set_weights(source.model.get_layer(block_name(index)).get_weights())
+    return model
+
+
+def set_phase(model, strategy, phase):
+    """Make exactly the phase's blocks trainable (all blocks for an unrestored body)."""
+    for index, block in enumerate(body_blocks(model), start=1):
+        block.trainable = not strategy.restore or index in phase.trainable_blocks
+        if strategy.restore:
+            block.get_layer("batch_norm").trainable = False
+
+
+def compile_for_phase(model, strategy, phase, *, lr, body_lr):
+    """Compile with the head at ``lr`` and trainable restored blocks at ``body_lr``."""
+    prefixes = [f"{block_name(i)}/" for i in phase.trainable_blocks] if strategy.restore else []
+    model.compile(
+        optimizer=LayerRateAdam(lr, scaled_prefixes=prefixes, scale=body_lr / lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def feature_extractor(model, keep_blocks):
+    """The model from frames to the last kept block's output."""
+    return keras.Model(model.inputs, model.get_layer(block_name(keep_blocks)).output, name="body")
+
+
+def head_model(model, feature_shape):
+    """A model from body features to class probabilities that shares the head's layers."""
+    features = keras.Input(shape=feature_shape, name="features")
+    x = features
+    for layer in head_layers(model):
+        x = layer(x)
+    return keras.Model(features, x, name="head")
+
+
+def default_run_name(source_path, target, strategy_spec):
+    """``<source run>-<target>-<strategy without colon>``, e.g. ``St-ms-cut1``."""
+    return f"{Path(source_path).name}-{target}-{strategy_spec.replace(':', '')}"
+
+
+def transfer(config, *, target_info=None, verbose="auto"):
+    """Transfer a source run to ``config.target`` and write the transfer run.
+
+    Args:
+        config: a :class:`convlstm_tl.config.TransferConfig`.
+        target_info: the target's :class:`DomainInfo` if already validated.
+        verbose: Keras progress (``"auto"``, 0, 1 or 2).
+
+    Returns:
+        A :class:`convlstm_tl.training.TrainResult`; its metrics also hold
+        ``source_test`` (accuracy kept on the source's test split, when the
+        classes match), ``seconds_per_epoch`` and ``feature_cache``.
+
+    Raises:
+        UserError: for an unknown strategy, a missing source run, a target
+            the source body cannot take, or the errors of :func:`train_source`.
+    """
+    config.validate()
+    source = load_source_run(config.source_run, config.runs_dir)
+    strategy = parse_strategy(config.strategy, source.n_blocks, head_epochs=config.head_epochs)
+    if len(strategy.phases) > 1 and config.epochs <= config.head_epochs:
+        raise ConfigError(f"gradual needs more --epochs than --head-epochs. Received: epochs={config.epochs},"
+                          f" head_epochs={config.head_epochs}")
+    if target_info is None:
+        target_info = open_domain(find_domain(config.target, config.data_dir or None))
+    path = target_info.path
+    name = config.name or default_run_name(source.path, config.target, config.strategy)
+    check_run_name(name)
+    check_run_target(config.runs_dir, name, overwrite=config.overwrite)
+    backend.seed_everything(config.seed)
+
+    labels, _ = read_labels(path, "train")
+    train_indices = np.arange(len(labels))
+    if config.target_fraction is not None or config.target_per_class is not None:
+        train_indices = subsample(labels, read_sampling_units(path, "train"), fraction=config.target_fraction,
+                                  per_class=config.target_per_class, seed=config.seed)
+    if config.normalization == "source":
+        stats = source.config["normalization"]
+        mean, variance = np.asarray(stats["mean"]), np.asarray(stats["variance"])
+    else:
+        mean, variance = channel_stats(path, "train", indices=train_indices)
+    model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
+                                 n_classes=target_info.n_classes, mean=mean, variance=variance)
+    use_cache = config.cache_features and strategy.body_frozen_throughout
+
+    run_config = {
+        "kind": "transfer",
+        "config": to_dict(config),
+        "source_run": str(source.path.resolve()),
+        "strategy": {"spec": strategy.spec, "keep_blocks": strategy.keep_blocks, "restore": strategy.restore,
+                     "phases": [{"trainable_blocks": list(p.trainable_blocks), "epochs": p.epochs}
+                                for p in strategy.phases],
+                     "body_lr": config.effective_body_lr, "feature_cache": use_cache},
+        "model": to_dict(replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])),
+        "domain": {"name": target_info.domain, "path": str(path), "class_names": list(target_info.class_names),
+                   "frame_shape": list(target_info.frame_shape), "split_sizes": target_info.split_sizes},
+        "target_samples": {"n": int(len(train_indices)), "of": int(len(labels)),
+                           "indices": train_indices.tolist()},
+        "normalization": {"from": config.normalization, "mean": np.asarray(mean).tolist(),
+                          "variance": np.asarray(variance).tolist()},
+        "n_params": int(model.count_params()),
+        "versions": backend.versions(),
+    }
+    with RunDirectory(config.runs_dir, name, overwrite=config.overwrite) as run:
+        save_json(run.path / "config.json", run_config)
+        history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose)
+        # A stock optimizer in the saved file keeps model.keras loadable
+        # with plain keras.saving.load_model.
+        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
+                                    train_seconds=seconds, batch_size=config.batch_size,
+                                    extra=_transfer_extras(model, source, target_info, config, history, seconds,
+                                                           use_cache))
+    return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
+
+
+def _train_phases(model, strategy, config, path, train_indices, use_cache, verbose):
+    """Run the strategy's phases; return the joined history and the seconds spent."""
+    history, total_seconds, epochs_left = {}, 0.0, config.epochs
+    if use_cache:
+        start = time.perf_counter()
+        train, val = _cached_sequences(model, strategy, config, path, train_indices)
+        total_seconds += time.perf_counter() - start
+    else:
+        train = DomainSequence(path, "train", batch_size=config.batch_size, indices=train_indices,
+                               shuffle=True, seed=config.seed)
+        val = DomainSequence(path, "val", batch_size=config.batch_size)
+    for phase in strategy.phases:
+        epochs = phase.epochs if phase.epochs is not None else epochs_left
+        set_phase(model, strategy, phase)
+        trained = head_model(model, train.x.shape[1:]) if use_cache else model
+        compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr)
+        phase_history, seconds = fit(trained, train, val, epochs=epochs, patience=config.patience, verbose=verbose)
+        for key, values in phase_history.items():
+            history.setdefault(key, []).extend(values)
+        total_seconds += seconds
+        epochs_left -= len(next(iter(phase_history.values())))
+    return history, total_seconds
+
+
+def _cached_sequences(model, strategy, config, path, train_indices):
+    """Run the frozen body once over train and val; return sequences of its outputs."""
+    set_phase(model, strategy, strategy.phases[0])
+    body = feature_extractor(model, strategy.keep_blocks)
+    sequences = []
+    for split, indices, shuffle in (("train", train_indices, True), ("val", None, False)):
+        frames = DomainSequence(path, split, batch_size=max(config.batch_size, 128), indices=indices,
+                                with_labels=False)
+        features = np.asarray(body.predict(frames, verbose=0))
+        sequences.append(ArraySequence(features, frames.labels, batch_size=config.batch_size,
+                                       shuffle=shuffle, seed=config.seed))
+    return sequences
+
+
+def _transfer_extras(model, source, target_info, config, history, seconds, use_cache):
+    """Metrics a transfer run adds: speed, cache use, and accuracy kept on the source."""
+    extras = {"feature_cache": use_cache,
+              "seconds_per_epoch": round(seconds / max(1, len(next(iter(history.values()), []))), 4)}
+    source_domain = source.config.get("domain", {})
+    source_path = Path(source_domain.get("path", ""))
+    if source_domain.get("class_names") == list(target_info.class_names) and source_path.is_file():
+        y_true, y_pred, _ = predict_split(model, source_path, "test")
+        kept = classification_metrics(y_true, y_pred, target_info.class_names, domain=source_domain["name"])
+        extras["source_test"] = {"domain": kept["domain"], "accuracy": kept["accuracy"],
+                                 "macro_f1": kept["macro_f1"]}
+    return extras
