@@ -155,6 +155,7 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
     missing = [name for name in SPLITS if name not in splits]
     if missing:
         raise DomainFileError(f"splits {missing} are missing; a domain needs {list(SPLITS)}")
+    stored = {}
     for name in SPLITS:
         arrays = splits[name]
         _check_split_arrays(
@@ -162,7 +163,10 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
             {key: getattr(arrays, key) for key in ID_KEYS},
             n_classes=len(class_names), kind=kind,
         )
-        _check_finite(path, name, np.asarray(arrays.x))
+        # Check what will be stored: a float64 value beyond float32's range
+        # only becomes inf in the cast.
+        stored[name] = _stored_x(arrays.x, kind)
+        _check_values(path, name, stored[name], kind=kind, vocab_size=len(vocab or ()))
     _check_class_names(path, class_names)
     shapes = {name: np.asarray(splits[name].x).shape[1:] for name in SPLITS}
     _check_same_frame_shape(path, shapes)
@@ -183,7 +187,7 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
             if vocab is not None:
                 f.create_dataset("vocab", data=np.array(list(vocab), dtype=h5py.string_dtype()))
             for name in SPLITS:
-                _write_split(f.create_group(name), splits[name], kind)
+                _write_split(f.create_group(name), stored[name], splits[name])
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -191,12 +195,18 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
     return open_domain(path, check_values=False)
 
 
-def _write_split(group, arrays, kind):
-    x = np.asarray(arrays.x)
-    if kind == "frames" and x.dtype not in (np.float16, np.float32):
-        x = x.astype(np.float32)
+def _stored_x(x, kind):
+    """``x`` in the dtype the file stores: float16/float32 frames, int32 tokens."""
+    x = np.asarray(x)
     if kind == "tokens":
-        x = x.astype(np.int32)
+        return x.astype(np.int32)
+    if x.dtype not in (np.float16, np.float32):
+        with np.errstate(over="ignore"):
+            return x.astype(np.float32)
+    return x
+
+
+def _write_split(group, x, arrays):
     group.create_dataset("x", data=x, chunks=(1,) + x.shape[1:])
     group.create_dataset("y", data=np.asarray(arrays.y, dtype=np.int64))
     for key in ID_KEYS:
@@ -279,14 +289,10 @@ def _describe(path, f, check_values):
         x, y = split["x"], split["y"][()]
         ids = {key: split[key][()] if key in split else None for key in ID_KEYS}
         _check_split_arrays(path, name, x, y, ids, n_classes=len(class_names), kind=kind)
-        if check_values and kind == "frames":
+        if check_values:
             for start in range(0, x.shape[0], SCAN_BATCH):
-                _check_finite(path, name, x[start:start + SCAN_BATCH], offset=start)
-        if kind == "tokens" and check_values:
-            for start in range(0, x.shape[0], SCAN_BATCH):
-                ids = x[start:start + SCAN_BATCH]
-                if ids.size and (ids.min() < 0 or ids.max() >= len(vocab)):
-                    raise DomainFileError(f"{path}: split {name!r} has token ids outside the vocab of {len(vocab)}")
+                _check_values(path, name, x[start:start + SCAN_BATCH], kind=kind, vocab_size=len(vocab),
+                              offset=start)
         sizes[name] = int(x.shape[0])
         shapes[name] = tuple(int(d) for d in x.shape[1:])
         groups[name] = ids
@@ -344,7 +350,12 @@ def _check_split_arrays(path, name, x, y, ids, *, n_classes, kind):
             )
 
 
-def _check_finite(path, name, x, offset=0):
+def _check_values(path, name, x, *, kind, vocab_size, offset=0):
+    """NaN or inf in frames, or token ids outside the vocab."""
+    if kind == "tokens":
+        if x.size and (x.min() < 0 or x.max() >= vocab_size):
+            raise DomainFileError(f"{path}: split {name!r} has token ids outside the vocab of {vocab_size}")
+        return
     x = np.asarray(x)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = offset + int(np.argwhere(~np.isfinite(x).reshape(len(x), -1).all(axis=1))[0][0])
@@ -380,7 +391,7 @@ def _check_groups(path, groups, *, key="group"):
         for gid in np.unique(_normalise_ids(groups[name])):
             if gid in seen and seen[gid] != name:
                 raise DomainFileError(
-                    f"{path}: {key} {gid!r} is in both {seen[gid]!r} and {name!r}; "
+                    f"{path}: {key} {_plain(gid)!r} is in both {seen[gid]!r} and {name!r}; "
                     "split by group so that no subject or recording leaks across splits"
                 )
             seen.setdefault(gid, name)
@@ -391,6 +402,11 @@ def _normalise_ids(ids):
     if ids.dtype.kind in "SO":
         return np.array([_as_str(i) for i in ids])
     return ids
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _as_str(value):

@@ -91,15 +91,17 @@ def train_source(config, *, info=None, verbose="auto"):
 
 
 def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=()):
-    """Fit with early stopping on the validation loss (best weights restored).
+    """Fit, keeping the weights of the epoch with the lowest validation loss.
+
+    ``patience`` epochs without improvement stop training early; 0 turns
+    early stopping off but still restores the best epoch's weights, so a run
+    always saves its best model.
 
     Returns:
         ``(history, seconds)``: the per-epoch history dict and the wall time.
     """
-    callbacks = list(callbacks)
-    if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True, verbose=0))
+    callbacks = [*callbacks, keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience or epochs, restore_best_weights=True, verbose=0)]
     start = time.perf_counter()
     history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start

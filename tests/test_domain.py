@@ -1,14 +1,13 @@
 """Tests of ``convlstm_tl.domain``: writing, validating and reading domain files."""
 
 import json
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, make_splits, write_tiny
+from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, make_splits
 from convlstm_tl import domain as domain_module
 from convlstm_tl.domain import (
     FORMAT_VERSION,
@@ -19,6 +18,7 @@ from convlstm_tl.domain import (
     iter_x,
     open_domain,
     read_labels,
+    read_sampling_units,
     read_split,
     resolve_data_dir,
     write_domain,
@@ -107,6 +107,72 @@ def test_domain_without_groups(tmp_path):
     info = _write(tmp_path / "n.h5", splits)
     assert not info.has_groups
     assert read_labels(info.path, "test")[1] is None
+
+
+def _with_recordings(splits, string_ids=False):
+    """Add recording ids, finer than the groups: two recordings per group."""
+    for arrays in splits.values():
+        take = np.arange(len(arrays.y)) % 2
+        if string_ids:
+            arrays.recording = np.array([f"{g}-rec{t}" for g, t in zip(arrays.group, take)])
+        else:
+            arrays.recording = np.asarray(arrays.group) * 10 + take
+    return splits
+
+
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_recording_ids_round_trip_and_are_the_sampling_units(tmp_path, string_ids):
+    splits = _with_recordings(make_splits(string_groups=string_ids), string_ids)
+    path = _write(tmp_path / "r.h5", splits).path
+    assert open_domain(path).has_groups
+    for split, arrays in splits.items():
+        units = read_sampling_units(path, split)
+        np.testing.assert_array_equal(units, arrays.recording.astype(str) if string_ids else arrays.recording)
+    with h5py.File(path, "r") as f:
+        assert f["train/recording"].dtype == (np.dtype(object) if string_ids else np.int64)
+
+
+def test_sampling_units_fall_back_to_groups_then_none(tmp_path):
+    splits = make_splits()
+    path = _write(tmp_path / "g.h5", splits).path
+    np.testing.assert_array_equal(read_sampling_units(path, "val"), splits["val"].group)
+    for arrays in splits.values():
+        arrays.group = None
+    assert read_sampling_units(_write(tmp_path / "n.h5", splits).path, "val") is None
+
+
+def test_recording_ids_without_groups(tmp_path):
+    splits = make_splits()
+    for name, arrays in splits.items():
+        arrays.recording = np.arange(len(arrays.y)) + 1000 * ("train", "val", "test").index(name)
+        arrays.group = None
+    info = _write(tmp_path / "r.h5", splits)
+    assert not info.has_groups
+    np.testing.assert_array_equal(read_sampling_units(info.path, "test"), splits["test"].recording)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda s: s["test"].recording.__setitem__(0, s["train"].recording[0]), "is in both 'train' and 'test'"),
+    (lambda s: setattr(s["val"], "recording", None), "recording ids are in ['test', 'train'] only"),
+    (lambda s: setattr(s["train"], "recording", s["train"].recording[:5]), "recording must have shape (48,)"),
+])
+def test_recording_ids_are_checked_like_groups(tmp_path, mutate, message):
+    splits = _with_recordings(make_splits())
+    mutate(splits)
+    with pytest.raises(DomainFileError) as error:
+        _write(tmp_path / "r.h5", splits)
+    assert message in str(error.value)
+    assert "recording" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_domain_checks_recording_ids_in_file(tmp_path):
+    splits = _with_recordings(make_splits())
+    path = _write(tmp_path / "r.h5", splits).path
+    with h5py.File(path, "r+") as f:
+        _replace_dataset(f, "val/recording", np.full(12, splits["train"].recording[3]))
+    with pytest.raises(DomainFileError, match="recording .* is in both 'train' and 'val'"):
+        open_domain(path)
 
 
 def test_read_split_with_indices_returns_them_sorted(tiny_domain):
@@ -242,9 +308,6 @@ def test_group_leak_is_refused_with_string_ids(tmp_path):
     assert "'train'" in message and "'val'" in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "domain._check_groups formats the id with {gid!r}; under NumPy 2 that prints "
-    "np.int64(4) / np.str_('subject-1') instead of 4 / 'subject-1'"))
 @pytest.mark.parametrize("string_groups, leaked, shown", [(False, 4, "group 4 "), (True, "subject-1", "group 'subject-1' ")])
 def test_group_leak_message_shows_plain_id(tmp_path, string_groups, leaked, shown):
     splits = make_splits(string_groups=string_groups)
@@ -416,9 +479,6 @@ def test_open_domain_refuses_token_ids_outside_vocab(tmp_path):
 # ------------------------- write_domain must not write files open_domain rejects
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "write_domain checks token ids only through open_domain(check_values=False), "
-    "so ids outside the vocab are written and the file is rejected later"))
 def test_write_domain_refuses_token_ids_outside_vocab(tmp_path):
     with pytest.raises(DomainFileError, match="outside the vocab"):
         _write(tmp_path / "tok.h5", _token_splits(7), class_names=("a", "b"), kind="tokens",
@@ -426,9 +486,6 @@ def test_write_domain_refuses_token_ids_outside_vocab(tmp_path):
     assert not (tmp_path / "tok.h5").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "write_domain checks finiteness before _write_split casts to float32, "
-    "so float64 values beyond float32's range are written as inf"))
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_write_domain_refuses_values_that_overflow_float32(tmp_path):
     splits = make_splits()

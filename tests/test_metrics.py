@@ -1,5 +1,6 @@
 """Tests of ``convlstm_tl.metrics``: values agree with scikit-learn, no warnings."""
 
+import json
 import warnings
 
 import numpy as np
@@ -79,8 +80,6 @@ def test_confusion_matrix_rows_are_true_classes(metrics):
 
 
 def test_metrics_are_plain_python(metrics):
-    import json
-
     assert json.loads(json.dumps(metrics)) == metrics
     assert type(metrics["accuracy"]) is float
     assert type(metrics["per_class"]["walk"]["support"]) is int

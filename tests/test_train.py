@@ -131,6 +131,14 @@ def test_saved_model_predicts_like_returned_model_and_gives_saved_metrics(traine
 
 
 @pytest.mark.slow
+def test_returned_model_has_the_best_validation_loss(trained, shared_domain):
+    _, result = trained
+    val = DomainSequence(shared_domain.path, "val", batch_size=16)
+    loss = result.model.evaluate(val, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(min(result.history["val_loss"]), rel=1e-4)
+
+
+@pytest.mark.slow
 def test_same_seed_gives_same_results(trained, shared_domain, tmp_path):
     config, first = trained
     second = train_source(_config(shared_domain, tmp_path / "runs_b"), verbose=0)
