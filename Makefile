@@ -24,8 +24,19 @@ install: $(STAMP)
 $(DATA)/St.h5 $(DATA)/ms.h5: | $(STAMP)
 	$(PY) -m data_prep watch --out $(DATA)
 
+# Train on St (right arm), transfer to ms (left arm) with 10% of its labels
+# by three strategies, then score every run on both domains.
+DEMO_STRATEGIES ?= freeze finetune scratch
+DEMO_FRACTION ?= 0.1
+
 demo: $(STAMP) $(DATA)/St.h5
 	$(PY) -m convlstm_tl.train --source St --data-dir $(DATA) --runs-dir $(RUNS) --overwrite
+	for strategy in $(DEMO_STRATEGIES); do \
+	  $(PY) -m convlstm_tl.train --transfer ms --from St --strategy $$strategy --target-fraction $(DEMO_FRACTION) \
+	    --data-dir $(DATA) --runs-dir $(RUNS) --overwrite --quiet || exit 1; \
+	done
+	$(PY) -m convlstm_tl.evaluate --runs St $(addprefix St-ms-,$(DEMO_STRATEGIES)) --domains St ms \
+	  --data-dir $(DATA) --runs-dir $(RUNS) --out $(RUNS)/evaluation-demo
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q --durations=15

@@ -12,6 +12,14 @@ import keras
 import numpy as np
 
 
+def epoch_order(n, *, shuffle, seed, epoch):
+    """Positions ``0..n-1`` in the order of ``epoch``: a permutation seeded by
+    ``(seed, epoch)`` when shuffling, else the identity."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 class DomainSequence(keras.utils.PyDataset):
     """Batches ``(x, y)`` of one split of a domain file.
 
@@ -86,10 +94,7 @@ class DomainSequence(keras.utils.PyDataset):
             return f[self.split]["y"][()][self._order]
 
     def _order_for_epoch(self, epoch):
-        if not self.shuffle:
-            return self.indices
-        rng = np.random.default_rng([self.seed, epoch])
-        return self.indices[rng.permutation(len(self.indices))]
+        return self.indices[epoch_order(len(self.indices), shuffle=self.shuffle, seed=self.seed, epoch=epoch)]
 
     def _split_group(self):
         # Opened on first use so that each worker process has its own handle.
@@ -136,6 +141,4 @@ class ArraySequence(keras.utils.PyDataset):
         self._order = self._order_for_epoch(self.epoch)
 
     def _order_for_epoch(self, epoch):
-        if not self.shuffle:
-            return np.arange(len(self.y))
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
+        return epoch_order(len(self.y), shuffle=self.shuffle, seed=self.seed, epoch=epoch)

@@ -172,10 +172,9 @@ class SourceRun:
 
 def load_source_run(source_run, runs_dir):
     """Load a run (a name in ``runs_dir`` or a path) with its model and config."""
-    candidate = Path(source_run)
-    path = candidate if candidate.is_dir() and (candidate / "config.json").exists() else find_run(runs_dir, source_run)
-    if not (path / "model.keras").is_file():
-        raise RunError(f"run {path} has no model.keras; it is incomplete, train it again")
+    in_runs_dir = Path(runs_dir) / source_run
+    path = Path(source_run) if not in_runs_dir.exists() and Path(source_run).is_dir() else in_runs_dir
+    path = find_run(path.parent, path.name)
     config = load_json(path / "config.json")
     model_config = from_dict(ModelConfig, config.get("model") or config["config"]["model"], where=f"{path}/config.json")
     try:

@@ -41,6 +41,12 @@ SAMPLING_HZ = 50
 # Domain name -> (value of data['side'], arm). St is the source domain of the
 # original experiments and is the right arm.
 ARMS = {"St": (1.0, "right"), "ms": (0.0, "left")}
+# Signs that map the left arm into right-arm coordinates. A mirror across the
+# body's sagittal plane flips the watch's lateral axis: the acceleration
+# (a vector) flips in ax, the angular velocity (a pseudo-vector) flips in the
+# two other axes, wy and wz. The training splits agree: ax's mean is about
+# -0.6 on the right arm and +0.5 on the left, for every exercise.
+MIRROR_SIGNS = np.array([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0], dtype=np.float32)
 SOURCE = (
     "Burns et al. 2018, 'Shoulder physiotherapy exercise recognition: machine learning"
     " the inertial signals from a smartwatch' (arXiv:1802.01489), as shipped by"
@@ -172,6 +178,7 @@ def build_watch_domains(
     train_subjects=DEFAULT_SUBJECTS["train"],
     val_subjects=DEFAULT_SUBJECTS["val"],
     test_subjects=DEFAULT_SUBJECTS["test"],
+    mirror_left=False,
 ):
     """Cut the watch recordings into the splits of each arm's domain, in memory.
 
@@ -183,6 +190,8 @@ def build_watch_domains(
         train_subjects, val_subjects, test_subjects: subject ids of each
             split, as text (``"1-6"``, ``"1,2,3"``) or ints; no subject may be
             in two splits. Subjects in none are left out.
+        mirror_left: store the left arm mirrored into right-arm coordinates
+            (``ax``, ``wy`` and ``wz`` negated, see :data:`MIRROR_SIGNS`).
 
     Returns:
         ``{domain: {"splits": {split: SplitArrays}, "provenance": dict}}`` for
@@ -215,7 +224,8 @@ def build_watch_domains(
                     continue
                 n_recordings += 1
                 windows = sliding_windows(np.asarray(data["X"][i]), window, step)
-                xs.append(to_frames(windows, frames).astype(np.float32))
+                frames_x = to_frames(windows, frames).astype(np.float32)
+                xs.append(frames_x * MIRROR_SIGNS if mirror_left and arm == "left" else frames_x)
                 ys.append(np.full(len(windows), labels[i], dtype=np.int64))
                 groups.append(np.full(len(windows), subjects[i], dtype=np.int64))
                 recording_ids.append(np.full(len(windows), i, dtype=np.int64))
@@ -233,6 +243,7 @@ def build_watch_domains(
             "provenance": _provenance(
                 data, domain=domain, side=side, arm=arm, window=window, overlap=overlap, step=step,
                 frames=frames, split_subjects=split_subjects, splits=splits, recordings=recordings,
+                mirrored=mirror_left and arm == "left",
             ),
         }
     return domains
@@ -247,6 +258,7 @@ def prepare_watch(
     train_subjects=DEFAULT_SUBJECTS["train"],
     val_subjects=DEFAULT_SUBJECTS["val"],
     test_subjects=DEFAULT_SUBJECTS["test"],
+    mirror_left=False,
 ):
     """Write ``<out_dir>/St.h5`` (right arm) and ``<out_dir>/ms.h5`` (left arm).
 
@@ -257,8 +269,8 @@ def prepare_watch(
     Args:
         out_dir: folder of the domain files (created if missing); None means
             ``$CONVLSTM_TL_DATA`` or ``./data``.
-        window, overlap, frames, train_subjects, val_subjects, test_subjects:
-            see :func:`build_watch_domains`.
+        window, overlap, frames, train_subjects, val_subjects, test_subjects,
+        mirror_left: see :func:`build_watch_domains`.
 
     Returns:
         ``{"St": DomainInfo, "ms": DomainInfo}`` of the written files.
@@ -272,6 +284,7 @@ def prepare_watch(
     domains = build_watch_domains(
         data, window=window, overlap=overlap, frames=frames,
         train_subjects=train_subjects, val_subjects=val_subjects, test_subjects=test_subjects,
+        mirror_left=mirror_left,
     )
     out_dir = resolve_data_dir(out_dir)
     infos = {}
@@ -337,7 +350,8 @@ def _ranges(ids):
     return ",".join(str(i) for i in ids)
 
 
-def _provenance(data, *, domain, side, arm, window, overlap, step, frames, split_subjects, splits, recordings):
+def _provenance(data, *, domain, side, arm, window, overlap, step, frames, split_subjects, splits, recordings,
+                mirrored=False):
     return {
         "source": SOURCE,
         "seglearn_version": data.get("seglearn_version", "unknown"),
@@ -348,6 +362,8 @@ def _provenance(data, *, domain, side, arm, window, overlap, step, frames, split
         "sampling_hz": SAMPLING_HZ,
         "channels": [str(name) for name in data["X_labels"]],
         "units": "raw sensor values as given by seglearn (not normalized)",
+        "mirrored": (f"yes: channels multiplied by {MIRROR_SIGNS.tolist()} to map the left arm into right-arm"
+                     " coordinates" if mirrored else "no"),
         "window": int(window),
         "overlap": float(overlap),
         "step": int(step),
@@ -378,6 +394,8 @@ def add_arguments(parser):
         parser.add_argument(f"--{split}-subjects", default=DEFAULT_SUBJECTS[split], metavar="IDS",
                             help=f"subjects of the {split} split, e.g. 1-6 or 1,2,3"
                                  f" (default: {DEFAULT_SUBJECTS[split]})")
+    parser.add_argument("--mirror-left", action="store_true",
+                        help="store the left arm mirrored into right-arm coordinates (ax, wy, wz negated)")
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
 
 
@@ -386,6 +404,7 @@ def run(args):
     infos = prepare_watch(
         args.out, window=args.window, overlap=args.overlap, frames=args.frames,
         train_subjects=args.train_subjects, val_subjects=args.val_subjects, test_subjects=args.test_subjects,
+        mirror_left=args.mirror_left,
     )
     if not args.quiet:
         for domain, info in infos.items():

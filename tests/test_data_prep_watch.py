@@ -255,3 +255,17 @@ def test_quiet_prints_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
     assert open_domain(tmp_path / "St.h5").frame_shape == (5, 1, 20, 6)
+
+
+def test_mirror_left_negates_ax_wy_wz_of_the_left_arm_only():
+    data = _fake_watch()
+    settings = dict(window=10, frames=2, train_subjects="1-2", val_subjects="3", test_subjects="4")
+    plain = build_watch_domains(data, **settings)
+    mirrored = build_watch_domains(data, mirror_left=True, **settings)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(mirrored["St"]["splits"][split].x, plain["St"]["splits"][split].x)
+        np.testing.assert_array_equal(
+            mirrored["ms"]["splits"][split].x, plain["ms"]["splits"][split].x * np.array([-1, 1, 1, 1, -1, -1])
+        )
+    assert mirrored["ms"]["provenance"]["mirrored"].startswith("yes")
+    assert plain["ms"]["provenance"]["mirrored"] == "no"
