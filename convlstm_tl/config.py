@@ -49,6 +49,26 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-time augmentation (see :mod:`convlstm_tl.augment`); 0 turns a transform off."""
+
+    scale: float = 0.0  # multiply each sample's channels by U(1 - scale, 1 + scale)
+    jitter: float = 0.0  # add Gaussian noise, sigma = jitter x the sample's per-channel std
+    time_shift: float = 0.0  # shift along time by up to this fraction of the sequence, edges repeated
+    spatial_shift: int = 0  # H > 1 only: shift frames by up to this many pixels, edges repeated
+
+    def validate(self):
+        _check_range("augment scale", self.scale, 0.0, 1.0, high_open=True)
+        _check_range("augment jitter", self.jitter, 0.0, 10.0)
+        _check_range("augment time_shift", self.time_shift, 0.0, 1.0, high_open=True)
+        _check_range("augment spatial_shift", self.spatial_shift, 0, None)
+
+    @property
+    def active(self):
+        return bool(self.scale or self.jitter or self.time_shift or self.spatial_shift)
+
+
+@dataclass
 class TrainConfig:
     """Everything that defines a source training run."""
 
@@ -63,6 +83,7 @@ class TrainConfig:
     seed: int = 0
     overwrite: bool = False  # replace an existing run of the same name
     model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self):
         if not self.source:
@@ -73,6 +94,7 @@ class TrainConfig:
         _check_range("patience", self.patience, 0, None)
         check_run_name(self.run_name)
         self.model.validate()
+        self.augment.validate()
 
     @property
     def run_name(self):
@@ -104,6 +126,7 @@ class TransferConfig:
     target_per_class: int | None = None  # or this many samples per class
     cache_features: bool = True  # train the head on cached body outputs when the body is frozen
     overwrite: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # turns the feature cache off
 
     def validate(self):
         if not self.target:
@@ -129,6 +152,7 @@ class TransferConfig:
             _check_range("target_per_class", self.target_per_class, 1, None)
         if self.name:
             check_run_name(self.name)
+        self.augment.validate()
 
     @property
     def effective_body_lr(self):

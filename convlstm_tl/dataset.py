@@ -11,6 +11,8 @@ import h5py
 import keras
 import numpy as np
 
+from convlstm_tl.augment import augment_batch
+
 
 def epoch_order(n, *, shuffle, seed, epoch):
     """Positions ``0..n-1`` in the order of ``epoch``: a permutation seeded by
@@ -32,6 +34,9 @@ class DomainSequence(keras.utils.PyDataset):
         seed: seed of the shuffling; epoch ``e`` uses ``(seed, e)``, so the
             order is the same in every run with the same seed.
         with_labels: yield ``(x, y)``; otherwise only ``x`` (for prediction).
+        augment: an active :class:`convlstm_tl.config.AugmentConfig` to
+            augment every batch (training only); its randomness is seeded
+            by ``(seed, epoch, batch)``.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
             ``keras.utils.PyDataset``.
 
@@ -42,7 +47,7 @@ class DomainSequence(keras.utils.PyDataset):
     """
 
     def __init__(self, path, split, *, batch_size=32, indices=None, shuffle=False, seed=0,
-                 with_labels=True, **kwargs):
+                 with_labels=True, augment=None, **kwargs):
         super().__init__(**kwargs)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
@@ -52,6 +57,7 @@ class DomainSequence(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.with_labels = with_labels
+        self.augment = augment if augment is not None and augment.active else None
         self.epoch = 0
         if indices is None:
             with h5py.File(self.path, "r") as f:
@@ -68,6 +74,8 @@ class DomainSequence(keras.utils.PyDataset):
             raise IndexError(f"batch {batch_index} out of range for {len(self)} batches")
         chosen = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
         x, y = self.read(chosen)
+        if self.augment is not None:
+            x = augment_batch(x, self.augment, np.random.default_rng([self.seed, self.epoch, batch_index]))
         return (x, y) if self.with_labels else x
 
     def read(self, chosen):

@@ -21,6 +21,8 @@ PROG = "python -m convlstm_tl.train"
 _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed", "overwrite")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
                   "cache_features")
+_AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
+                 "augment_spatial_shift": "spatial_shift"}
 # flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
 _MODEL_KEYS = {"kernel": "kernel_size", "dropout": "block_dropout", "recurrent_dropout": "recurrent_dropout",
                "pool": "pool_size", "head_units": "head_units", "head_dropout": "head_dropout", "l2": "l2",
@@ -58,6 +60,12 @@ def parse_args(argv=None):
     model.add_argument("--head-dropout", type=float, help="dropout before the softmax")
     model.add_argument("--l2", type=float, help="L2 penalty on kernels")
 
+    augment = parser.add_argument_group("augmentation of training batches (off by default)")
+    augment.add_argument("--augment-scale", type=float, help="scale each sample's channels by U(1-s, 1+s)")
+    augment.add_argument("--augment-jitter", type=float, help="Gaussian noise, sigma = this x per-channel std")
+    augment.add_argument("--augment-time-shift", type=float, help="shift in time by up to this fraction, edges repeated")
+    augment.add_argument("--augment-spatial-shift", type=int, help="H > 1: shift frames by up to this many pixels")
+
     transfer = parser.add_argument_group("transfer (with --transfer)")
     transfer.add_argument("--from", dest="source_run", metavar="RUN", help="source run: a name in --runs-dir or a path")
     transfer.add_argument("--strategy", help="freeze | cut:K | unfreeze:N | finetune | gradual | scratch"
@@ -87,6 +95,7 @@ def build_transfer_config(args):
     for key in (*_SHARED_KEYS, *_TRANSFER_KEYS, "source_run"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
+    _apply_augment_flags(args, config.augment)
     config.validate()
     return config
 
@@ -124,8 +133,15 @@ def build_config(args):
         elif len(filters) != args.blocks:
             raise ConfigError(f"--blocks {args.blocks} disagrees with --filters {args.filters}; give one of them")
     config.model = ModelConfig(**{**config.model.__dict__, "filters": filters})
+    _apply_augment_flags(args, config.augment)
     config.validate()
     return config
+
+
+def _apply_augment_flags(args, augment):
+    for flag, key in _AUGMENT_KEYS.items():
+        if getattr(args, flag) is not None:
+            setattr(augment, key, getattr(args, flag))
 
 
 def main(argv=None):

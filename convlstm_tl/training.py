@@ -81,7 +81,8 @@ def train_source(config, *, info=None, verbose="auto"):
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed)
+        train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                               augment=config.augment)
         val = DomainSequence(path, "val", batch_size=config.batch_size)
         history, train_seconds = fit(model, train, val, epochs=config.epochs, patience=config.patience,
                                      verbose=verbose)

@@ -280,7 +280,7 @@ def transfer(config, *, target_info=None, verbose="auto"):
         mean, variance = channel_stats(path, "train", indices=train_indices)
     model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
                                  n_classes=target_info.n_classes, mean=mean, variance=variance)
-    use_cache = config.cache_features and strategy.body_frozen_throughout
+    use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
 
     run_config = {
         "kind": "transfer",
@@ -323,7 +323,7 @@ def _train_phases(model, strategy, config, path, train_indices, use_cache, verbo
         total_seconds += time.perf_counter() - start
     else:
         train = DomainSequence(path, "train", batch_size=config.batch_size, indices=train_indices,
-                               shuffle=True, seed=config.seed)
+                               shuffle=True, seed=config.seed, augment=config.augment)
         val = DomainSequence(path, "val", batch_size=config.batch_size)
     for phase in strategy.phases:
         epochs = phase.epochs if phase.epochs is not None else epochs_left
