@@ -56,8 +56,14 @@ class AugmentConfig:
     jitter: float = 0.0  # add Gaussian noise, sigma = jitter x the sample's per-channel std
     time_shift: float = 0.0  # shift along time by up to this fraction of the sequence, edges repeated
     spatial_shift: int = 0  # H > 1 only: shift frames by up to this many pixels, edges repeated
+    rotate: float = 0.0  # rotate 3-D sensor vectors by a random rotation of up to this many degrees
+    vector_channels: tuple = ()  # channels taken 3 at a time as 3-D vectors; () = all, in order
 
     def validate(self):
+        _check_range("augment rotate", self.rotate, 0.0, 180.0)
+        if len(self.vector_channels) % 3 or len(set(self.vector_channels)) != len(self.vector_channels):
+            raise ConfigError(f"augment vector_channels must be distinct channels, 3 per vector."
+                              f" Received: vector_channels={self.vector_channels}")
         _check_range("augment scale", self.scale, 0.0, 1.0, high_open=True)
         _check_range("augment jitter", self.jitter, 0.0, 10.0)
         _check_range("augment time_shift", self.time_shift, 0.0, 1.0, high_open=True)
@@ -65,7 +71,7 @@ class AugmentConfig:
 
     @property
     def active(self):
-        return bool(self.scale or self.jitter or self.time_shift or self.spatial_shift)
+        return bool(self.scale or self.jitter or self.time_shift or self.spatial_shift or self.rotate)
 
 
 @dataclass

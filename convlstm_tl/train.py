@@ -22,7 +22,7 @@ _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "p
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
                   "cache_features")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
-                 "augment_spatial_shift": "spatial_shift"}
+                 "augment_spatial_shift": "spatial_shift", "augment_rotate": "rotate"}
 # flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
 _MODEL_KEYS = {"kernel": "kernel_size", "dropout": "block_dropout", "recurrent_dropout": "recurrent_dropout",
                "pool": "pool_size", "head_units": "head_units", "head_dropout": "head_dropout", "l2": "l2",
@@ -65,6 +65,10 @@ def parse_args(argv=None):
     augment.add_argument("--augment-jitter", type=float, help="Gaussian noise, sigma = this x per-channel std")
     augment.add_argument("--augment-time-shift", type=float, help="shift in time by up to this fraction, edges repeated")
     augment.add_argument("--augment-spatial-shift", type=int, help="H > 1: shift frames by up to this many pixels")
+    augment.add_argument("--augment-rotate", type=float,
+                         help="rotate 3-D sensor vectors (e.g. accelerometer, gyroscope) by up to this many degrees")
+    augment.add_argument("--vector-channels", help="channels forming 3-D vectors for --augment-rotate,"
+                                                   " e.g. 0,1,2,3,4,5 (default: all channels, 3 at a time)")
 
     transfer = parser.add_argument_group("transfer (with --transfer)")
     transfer.add_argument("--from", dest="source_run", metavar="RUN", help="source run: a name in --runs-dir or a path")
@@ -121,10 +125,7 @@ def build_config(args):
             setattr(config.model, key, value)
     filters = config.model.filters
     if args.filters is not None:
-        try:
-            filters = tuple(int(f) for f in args.filters.split(","))
-        except ValueError:
-            raise ConfigError(f"--filters must be ints separated by commas. Received: {args.filters!r}") from None
+        filters = _int_list(args.filters, "--filters")
     if args.blocks is not None:
         if args.blocks < 1:
             raise ConfigError(f"--blocks must be at least 1. Received: --blocks {args.blocks}")
@@ -142,6 +143,15 @@ def _apply_augment_flags(args, augment):
     for flag, key in _AUGMENT_KEYS.items():
         if getattr(args, flag) is not None:
             setattr(augment, key, getattr(args, flag))
+    if args.vector_channels is not None:
+        augment.vector_channels = _int_list(args.vector_channels, "--vector-channels")
+
+
+def _int_list(text, flag):
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} must be ints separated by commas. Received: {text!r}") from None
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 
-from convlstm_tl import backend
+from convlstm_tl import augment, backend
 from convlstm_tl.config import save_json, to_dict
 from convlstm_tl.dataset import DomainSequence
 from convlstm_tl.domain import channel_stats, find_domain, open_domain
@@ -59,6 +59,7 @@ def train_source(config, *, info=None, verbose="auto"):
         info = open_domain(find_domain(config.source, config.data_dir or None))
     path = info.path
     check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite)
+    augment.check_fits(config.augment, info.frame_shape[-1])
     backend.seed_everything(config.seed)
 
     mean, variance = channel_stats(path, "train")

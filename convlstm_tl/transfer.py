@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convlstm_tl import backend
+from convlstm_tl import augment, backend
 from convlstm_tl.config import ModelConfig, check_run_name, from_dict, load_json, save_json, to_dict
 from convlstm_tl.dataset import ArraySequence, DomainSequence
 from convlstm_tl.domain import channel_stats, find_domain, open_domain, read_labels, read_sampling_units
@@ -266,6 +266,7 @@ def transfer(config, *, target_info=None, verbose="auto"):
     name = config.name or default_run_name(source.path, config.target, config.strategy)
     check_run_name(name)
     check_run_target(config.runs_dir, name, overwrite=config.overwrite)
+    augment.check_fits(config.augment, target_info.frame_shape[-1])
     backend.seed_everything(config.seed)
 
     labels, _ = read_labels(path, "train")

@@ -88,3 +88,41 @@ def test_domain_sequence_augments_training_batches_keeps_labels_and_is_off_for_e
     np.testing.assert_array_equal(DomainSequence(path, "train", batch_size=8, augment=config, seed=1)[0][0], xa)
     # An inactive config is no augmentation at all.
     np.testing.assert_array_equal(DomainSequence(path, "train", batch_size=8, augment=AugmentConfig())[0][0], xp)
+
+
+def test_random_rotations_are_proper_rotations_within_the_angle():
+    from convlstm_tl.augment import random_rotations
+
+    rotations = random_rotations(50, 30.0, np.random.default_rng(0))
+    for r in rotations:
+        np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-6)
+        assert np.isclose(np.linalg.det(r), 1.0)
+        angle = np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1)))
+        assert angle <= 30.0 + 1e-6
+
+
+def test_rotation_turns_every_vector_group_of_a_sample_alike_and_keeps_norms():
+    from convlstm_tl.augment import rotate_vectors
+
+    x = _batch(shape=(3, 2, 1, 4, 6))
+    out = rotate_vectors(x, 90.0, (), np.random.default_rng(1))
+    np.testing.assert_allclose(np.linalg.norm(out[..., :3], axis=-1), np.linalg.norm(x[..., :3], axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(out[..., 3:], axis=-1), np.linalg.norm(x[..., 3:], axis=-1), rtol=1e-5)
+    # One rotation per sample: solve R from the first group, it maps the second too.
+    for i in range(3):
+        a, b = x[i, ..., :3].reshape(-1, 3), out[i, ..., :3].reshape(-1, 3)
+        r, *_ = np.linalg.lstsq(a, b, rcond=None)
+        np.testing.assert_allclose(x[i, ..., 3:].reshape(-1, 3) @ r, out[i, ..., 3:].reshape(-1, 3), atol=1e-4)
+    assert not np.allclose(out, x)
+
+
+def test_rotation_leaves_channels_outside_the_groups_alone_and_refuses_bad_groups():
+    from convlstm_tl.augment import rotate_vectors
+
+    x = _batch(shape=(2, 2, 1, 3, 4))
+    out = rotate_vectors(x, 45.0, (1, 2, 3), np.random.default_rng(0))
+    np.testing.assert_array_equal(out[..., 0], x[..., 0])
+    with pytest.raises(ValueError, match="groups of 3"):
+        rotate_vectors(x, 45.0, (), np.random.default_rng(0))
+    with pytest.raises(ConfigError):
+        AugmentConfig(rotate=10, vector_channels=(0, 1)).validate()
