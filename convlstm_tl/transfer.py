@@ -304,10 +304,15 @@ def transfer(config, *, target_info=None, verbose="auto"):
     with RunDirectory(config.runs_dir, name, overwrite=config.overwrite) as run:
         save_json(run.path / "config.json", run_config)
         history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose)
-        # A stock optimizer in the saved file keeps model.keras loadable
-        # with plain keras.saving.load_model.
+        # The saved model is a plain classifier: every layer trainable (as a
+        # source run's), with a stock optimizer so that plain
+        # keras.saving.load_model reads it; building the optimizer now makes
+        # the saved one match the one a load builds, so loading does not warn.
+        for layer in model.layers:
+            layer.trainable = True
         model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
+        model.optimizer.build(model.trainable_variables)
         metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
                                     train_seconds=seconds, batch_size=config.batch_size,
                                     extra=_transfer_extras(model, source, target_info, config, history, seconds,
