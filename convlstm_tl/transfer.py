@@ -14,9 +14,10 @@ path that applies any of them:
 ``scratch``    same architecture, random initialisation, one learning rate
 =============  ==========================================================
 
-Restored BatchNorm layers never train: their statistics stay as the source
-learned them, before and after unfreezing (Keras runs a BatchNorm layer with
-``trainable=False`` in inference mode).
+Restored blocks run in inference mode, frozen or fine-tuned, as the Keras
+transfer guide does with ``base_model(x, training=False)``: they are rebuilt
+without dropout, and their BatchNorm layers stay non-trainable, which Keras
+runs in inference mode, so the source's statistics never move.
 """
 
 import logging
@@ -192,6 +193,10 @@ def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean, vari
             f" {source.frame_shape[-1]} (source frames {source.frame_shape}); transfer needs the same channels"
         )
     config = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])
+    if strategy.restore:
+        # Restored blocks run in inference mode: without their dropout (which
+        # holds no weights), and with BatchNorm frozen by set_phase.
+        config = replace(config, block_dropout=0.0, recurrent_dropout=0.0)
     model = build_classifier(config, frame_shape=frame_shape, n_classes=n_classes, mean=mean, variance=variance,
                              kernel=block_kernel(source.model), name="convlstm_transfer")
     if strategy.restore:
