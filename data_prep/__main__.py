@@ -16,6 +16,12 @@ PROG = "python -m data_prep"
 # The one place a converter is registered: name -> module.
 SUBCOMMANDS = {
     "watch": "data_prep.watch",
+    "digits": "data_prep.digits",
+    "text": "data_prep.text",
+    "npz": "data_prep.npz",
+    "csv": "data_prep.csv_series",
+    "info": "data_prep.info",
+    "check": "data_prep.check",
 }
 
 
@@ -40,7 +46,12 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run one subcommand and return its exit code (2 for a user error)."""
     def _main(argv):
-        args = parse_args(argv)
+        try:
+            args = parse_args(argv)
+        except SystemExit as exit_:
+            # argparse has printed its one line (or --help); return its code
+            # so that main() returns on every path, as callers from Python expect.
+            return exit_.code
         return args._run(args)
 
     return run_main(_main, argv, prog=PROG)

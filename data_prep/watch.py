@@ -28,6 +28,7 @@ import numpy as np
 
 from convlstm_tl.domain import SPLITS, SplitArrays, resolve_data_dir, write_domain
 from convlstm_tl.errors import UserError
+from data_prep.windows import check_window_options, sliding_windows, to_frames
 
 logger = logging.getLogger(__name__)
 
@@ -53,58 +54,6 @@ SOURCE = (
     " seglearn.datasets.load_watch"
 )
 INSTALL_HINT = "pip install -e .[data]"
-
-
-def sliding_windows(signal, window, step):
-    """Cut a multichannel signal into overlapping windows.
-
-    Windows start at ``0, step, 2 * step, ...`` and a trailing part shorter
-    than ``window`` is dropped, so every window holds real samples only.
-
-    Args:
-        signal: array of shape ``(n_samples, n_channels)``.
-        window: samples per window, > 0.
-        step: samples between the starts of consecutive windows, > 0.
-
-    Returns:
-        A new array of shape ``(n_windows, window, n_channels)`` with
-        ``n_windows = (n_samples - window) // step + 1``, or 0 windows when
-        the signal is shorter than ``window``.
-
-    Example:
-
-    >>> sliding_windows(np.arange(10).reshape(5, 2), window=2, step=2)[:, :, 0]
-    array([[0, 2],
-           [4, 6]])
-    """
-    signal = np.asarray(signal)
-    if signal.ndim != 2:
-        raise ValueError(f"signal must have shape (n_samples, n_channels). Received: shape={signal.shape}")
-    if window <= 0 or step <= 0:
-        raise ValueError(f"window and step must be > 0. Received: window={window}, step={step}")
-    n_samples, n_channels = signal.shape
-    if n_samples < window:
-        return np.empty((0, window, n_channels), dtype=signal.dtype)
-    # (n_samples - window + 1, n_channels, window): a view, copied once below.
-    views = np.lib.stride_tricks.sliding_window_view(signal, window, axis=0)[::step]
-    return np.ascontiguousarray(views.transpose(0, 2, 1))
-
-
-def to_frames(windows, frames):
-    """Reshape windows ``(N, window, C)`` into samples ``(N, frames, 1, window // frames, C)``.
-
-    Frame ``t`` holds the window's samples ``t * W`` to ``(t + 1) * W - 1``
-    (``W = window // frames``) in their original order; ``H == 1`` because a
-    watch signal has no second spatial axis.
-
-    Raises:
-        ValueError: if ``window`` is not a multiple of ``frames``.
-    """
-    windows = np.asarray(windows)
-    n, window, channels = windows.shape
-    if frames <= 0 or window % frames:
-        raise ValueError(f"window must be a multiple of frames. Received: window={window}, frames={frames}")
-    return windows.reshape(n, frames, 1, window // frames, channels)
 
 
 def parse_subjects(spec, *, option="subjects"):
@@ -139,11 +88,6 @@ def parse_subjects(spec, *, option="subjects"):
             raise UserError(f"{option} has a range that runs backwards. Received: {option}={spec!r}")
         subjects.update(range(low, high + 1))
     return tuple(sorted(subjects))
-
-
-def window_step(window, overlap):
-    """Return the step between windows: ``round(window * (1 - overlap))``."""
-    return int(round(window * (1.0 - overlap)))
 
 
 def load_watch_data():
@@ -202,7 +146,7 @@ def build_watch_domains(
     Raises:
         UserError: for an invalid option, or a split that gets no windows.
     """
-    step = _check_window_options(window, overlap, frames)
+    step = check_window_options(window, overlap, frames)
     split_subjects = _check_split_subjects(
         {"train": train_subjects, "val": val_subjects, "test": test_subjects},
         available=np.unique(np.asarray(data["subject"]).astype(int)),
@@ -279,7 +223,7 @@ def prepare_watch(
         UserError: for an invalid option or a missing seglearn.
     """
     # Options first: a typo should not wait for the data to load.
-    _check_window_options(window, overlap, frames)
+    check_window_options(window, overlap, frames)
     data = load_watch_data()
     domains = build_watch_domains(
         data, window=window, overlap=overlap, frames=frames,
@@ -298,28 +242,6 @@ def prepare_watch(
         )
         logger.info("wrote %s", infos[domain].path)
     return infos
-
-
-def _check_window_options(window, overlap, frames):
-    """Validate the windowing options and return the step."""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0:
-        raise UserError(f"window must be a positive number of samples. Received: window={window!r}")
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames <= 0:
-        raise UserError(f"frames must be a positive integer. Received: frames={frames!r}")
-    if not 0.0 <= overlap < 1.0:
-        raise UserError(f"overlap must be a fraction in [0, 1). Received: overlap={overlap!r}")
-    if window % frames:
-        raise UserError(
-            f"window must be a multiple of frames so that every frame has the same width."
-            f" Received: window={window}, frames={frames}"
-        )
-    step = window_step(window, overlap)
-    if step < 1:
-        raise UserError(
-            f"overlap leaves a step of 0 samples between windows; lower it."
-            f" Received: window={window}, overlap={overlap}"
-        )
-    return step
 
 
 def _check_split_subjects(specs, *, available):

@@ -1,0 +1,27 @@
+"""Validate a domain file against the format; exit 2 with the reason if it breaks it.
+
+Everything :func:`convlstm_tl.domain.open_domain` checks, with ``x`` scanned
+chunk by chunk for NaN and inf (or token ids outside the vocab)::
+
+    python -m data_prep check data/mnist.h5
+"""
+
+from pathlib import Path
+
+from convlstm_tl.domain import SPLITS, open_domain
+
+
+def add_arguments(parser):
+    """Add the ``check`` options to ``parser``."""
+    parser.add_argument("paths", type=Path, nargs="+", metavar="path", help="domain files, e.g. data/mnist.h5")
+    parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
+
+
+def run(args):
+    """Check every file in ``args.paths``; the first bad one ends with its reason (exit 2)."""
+    for path in args.paths:
+        info = open_domain(path, check_values=True)
+        if not args.quiet:
+            sizes = ", ".join(f"{split} {info.split_sizes[split]}" for split in SPLITS)
+            print(f"ok {info.path}: {info.kind}, {sizes} samples of shape {info.frame_shape}")
+    return 0
