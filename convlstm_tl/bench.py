@@ -1,0 +1,384 @@
+"""``python -m convlstm_tl.bench``: the fast ConvLSTM layer against the stock one, and the data path.
+
+    python -m convlstm_tl.bench                  # full run, data path included
+    python -m convlstm_tl.bench --quick          # 2 repetitions of fewer batches, no data path
+    python -m convlstm_tl.bench --json bench.json
+
+**Layers.** The project's classifier is built twice, differing only in the
+ConvLSTM (``ModelConfig(cell="keras")`` vs ``cell="fast"``), for each shape:
+the watch frames (T=10, 1x25x6) and the moving digits (T=10, 40x40x1), batch
+32, 2 blocks of 32 filters. After a warm-up (graph tracing and the first
+steps), one process alternates between the two models over several
+repetitions, flipping which goes first, so that a machine shared with other
+work slows both alike; the figures are medians over the repetitions. Peak
+memory is the process's peak resident set during each phase (Linux resets
+the peak through ``/proc/self/clear_refs``; elsewhere it is the process's
+peak so far).
+
+**Data path.** A synthetic domain file of a few GB is written in chunks,
+one epoch is trained from it through :class:`convlstm_tl.dataset.DomainSequence`,
+and the peak resident memory is compared with the file's size; the file is
+deleted afterwards. Its frames are wide in channels (8x8x64) and the model
+small, so the epoch measures reading rather than the ConvLSTM.
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+
+PROG = "python -m convlstm_tl.bench"
+log = logging.getLogger(__name__)
+
+# name -> (T, H, W, C), classes
+SHAPES = {"watch": ((10, 1, 25, 6), 7), "digits": ((10, 40, 40, 1), 10)}
+CELLS = ("keras", "fast")
+# Batches per timed phase: at the stock layer's baseline speeds on the 2-core
+# CPU (829 / 2,783 seq/s for watch; 15.2 / 49 for 48x48 frames, a bit more for
+# 40x40), a full phase takes 1.5 to 4 s, a quick one 0.4 to 2 s.
+FULL = {"repeats": 5, "train_batches": {"watch": 40, "digits": 2}, "predict_batches": {"watch": 160, "digits": 4}}
+QUICK = {"repeats": 2, "train_batches": {"watch": 10, "digits": 1}, "predict_batches": {"watch": 40, "digits": 1}}
+# Data path: frames wide in channels keep the model's share of the epoch small.
+DATA_FRAME_SHAPE = (10, 8, 8, 64)
+DATA_FILE_GIB = 6.5
+
+
+def peak_rss_reset():
+    """Start a new peak-memory window; True if the OS supports it (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes():
+    """Peak resident memory of this process since the last :func:`peak_rss_reset` (or start)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+@contextlib.contextmanager
+def measured():
+    """Time a block and record its peak resident memory into the yielded dict."""
+    result = {}
+    scoped = peak_rss_reset()
+    start = time.perf_counter()
+    yield result
+    result["seconds"] = time.perf_counter() - start
+    result["peak_rss_mib"] = peak_rss_bytes() / 2**20
+    result["peak_rss_scope"] = "phase" if scoped else "process"
+
+
+def build_bench_model(cell, frame_shape, n_classes, *, filters=(32, 32), mixed_precision="off", jit="auto", seed=0):
+    """The project's classifier with the given ConvLSTM ``cell``, compiled for training."""
+    import keras
+    import numpy as np
+
+    from convlstm_tl.compute import dtype_policy, jit_compile
+    from convlstm_tl.config import ModelConfig
+    from convlstm_tl.model import build_classifier
+
+    keras.utils.set_random_seed(seed)
+    channels = frame_shape[-1]
+    with dtype_policy(mixed_precision):
+        model = build_classifier(ModelConfig(filters=tuple(filters), cell=cell), frame_shape=frame_shape,
+                                 n_classes=n_classes, mean=np.zeros(channels), variance=np.ones(channels))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                      jit_compile=jit_compile(jit))
+    return model
+
+
+def _train_phase(model, x, y, batch_size):
+    with measured() as result:
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    result["seq_per_s"] = len(x) / result["seconds"]
+    return result
+
+
+def _predict_phase(model, x, batch_size):
+    with measured() as result:
+        model.predict(x, batch_size=batch_size, verbose=0)
+    result["seq_per_s"] = len(x) / result["seconds"]
+    return result
+
+
+def benchmark_layers(shapes=tuple(SHAPES), *, cells=CELLS, batch_size=32, repeats=5, train_batches=None,
+                     predict_batches=None, filters=(32, 32), mixed_precision="off", jit="auto", seed=0):
+    """Train and predict sequences/s of the classifier with each ConvLSTM cell.
+
+    Args:
+        shapes: names from :data:`SHAPES`, or ``{name: ((T, H, W, C), n_classes)}``.
+        cells: which ConvLSTM implementations to compare (``"keras"``, ``"fast"``).
+        batch_size: sequences per batch.
+        repeats: timed repetitions per cell, after one warm-up; the cells
+            alternate and the first one alternates too.
+        train_batches: ``{shape name: batches per training phase}`` (default :data:`FULL`).
+        predict_batches: ``{shape name: batches per prediction phase}``.
+        filters: filters of the body's blocks.
+        mixed_precision: ``"off"``, ``"float16"`` or ``"bfloat16"``.
+        jit: ``"auto"``, ``"on"`` or ``"off"`` (XLA).
+        seed: seed of the weights and the random inputs.
+
+    Returns:
+        ``{shape: {"frame_shape", cell: {"train_seq_per_s", "predict_seq_per_s",
+        "train_runs", "predict_runs", "peak_rss_mib", ...}, "train_ratio",
+        "predict_ratio"}}``; the ratios are fast / keras and present when
+        both cells ran.
+    """
+    import numpy as np
+
+    shapes = {name: SHAPES[name] for name in shapes} if not isinstance(shapes, dict) else shapes
+    train_batches = {**FULL["train_batches"], **(train_batches or {})}
+    predict_batches = {**FULL["predict_batches"], **(predict_batches or {})}
+    rng = np.random.default_rng(seed)
+    results = {}
+    for name, (frame_shape, n_classes) in shapes.items():
+        n_train = batch_size * train_batches.get(name, 1)
+        n_predict = batch_size * predict_batches.get(name, 1)
+        x = rng.normal(size=(max(n_train, n_predict), *frame_shape)).astype(np.float32)
+        y = rng.integers(0, n_classes, size=len(x))
+        models = {cell: build_bench_model(cell, frame_shape, n_classes, filters=filters,
+                                          mixed_precision=mixed_precision, jit=jit, seed=seed) for cell in cells}
+        runs = {cell: {"train": [], "predict": []} for cell in cells}
+        for repeat in range(repeats + 1):
+            order = cells if repeat % 2 == 0 else tuple(reversed(cells))
+            for cell in order:
+                log.info("%s %s repeat %d/%d", name, cell, repeat, repeats)
+                train = _train_phase(models[cell], x[:n_train], y[:n_train], batch_size)
+                predict = _predict_phase(models[cell], x[:n_predict], batch_size)
+                if repeat:  # repeat 0 is the warm-up: tracing, compilation, first allocations
+                    runs[cell]["train"].append(train)
+                    runs[cell]["predict"].append(predict)
+        entry = {"frame_shape": list(frame_shape), "batch_size": batch_size, "filters": list(filters),
+                 "mixed_precision": mixed_precision, "jit": jit, "repeats": repeats}
+        for cell in cells:
+            train, predict = runs[cell]["train"], runs[cell]["predict"]
+            entry[cell] = {
+                "train_seq_per_s": statistics.median(r["seq_per_s"] for r in train),
+                "predict_seq_per_s": statistics.median(r["seq_per_s"] for r in predict),
+                "train_runs": [round(r["seq_per_s"], 2) for r in train],
+                "predict_runs": [round(r["seq_per_s"], 2) for r in predict],
+                "train_peak_rss_mib": max(r["peak_rss_mib"] for r in train),
+                "predict_peak_rss_mib": max(r["peak_rss_mib"] for r in predict),
+                "peak_rss_scope": train[0]["peak_rss_scope"],
+                "n_params": int(models[cell].count_params()),
+            }
+        if "keras" in cells and "fast" in cells:
+            for phase in ("train", "predict"):
+                entry[f"{phase}_ratio"] = entry["fast"][f"{phase}_seq_per_s"] / entry["keras"][f"{phase}_seq_per_s"]
+        results[name] = entry
+    return results
+
+
+def write_synthetic_domain(path, n_train, frame_shape, *, n_classes=4, n_eval=64, chunk=256, seed=0):
+    """Write a domain file of ``n_train`` training samples without holding it in memory.
+
+    :func:`convlstm_tl.domain.write_domain` takes whole arrays; this writes
+    ``chunk`` samples at a time in the same format (one sample per HDF5
+    chunk), so the file can be larger than memory. Samples repeat one random
+    block with a per-chunk offset: cheap to make, and no two chunks are equal.
+
+    Returns:
+        The :class:`convlstm_tl.domain.DomainInfo` of the written file.
+    """
+    import h5py
+    import numpy as np
+
+    from convlstm_tl.domain import FORMAT_VERSION, LAYOUT, open_domain
+
+    rng = np.random.default_rng(seed)
+    block = rng.normal(size=(chunk, *frame_shape)).astype(np.float32)
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format_version=FORMAT_VERSION, domain=path.stem, layout=LAYOUT, kind="frames",
+                       class_names=json.dumps([f"class_{i}" for i in range(n_classes)]),
+                       provenance="synthetic data written by convlstm_tl.bench to measure the data path")
+        for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
+            group = f.create_group(split)
+            x = group.create_dataset("x", shape=(n, *frame_shape), dtype="float32", chunks=(1, *frame_shape))
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                x[start:stop] = block[:stop - start] + np.float32(start // chunk % 97) * 0.01
+            group.create_dataset("y", data=rng.integers(0, n_classes, size=n).astype(np.int64))
+    return open_domain(path, check_values=False)
+
+
+def benchmark_data_path(directory=None, *, file_gib=DATA_FILE_GIB, frame_shape=DATA_FRAME_SHAPE, batch_size=64,
+                        workers=(1, 2), seed=0):
+    """Train one epoch from a generated domain file of ``file_gib`` GiB; report memory and speed.
+
+    Args:
+        directory: where to write the file (default: the system's temp dir);
+            the file is deleted afterwards, also on error.
+        file_gib: size of the file's training split in GiB.
+        frame_shape: ``(T, H, W, C)`` of the samples.
+        batch_size: sequences per batch.
+        workers: one epoch per value, each with ``DomainSequence(workers=...)``
+            (threads that read batches ahead of the training step).
+        seed: seed of the data and the model.
+
+    Returns:
+        ``{"file_gib", "n_samples", "frame_shape", "write_seconds", "epochs":
+        [{"workers", "seconds", "samples_per_s", "read_mib_per_s",
+        "peak_rss_mib", "peak_rss_over_file"}], "peak_rss_mib", "peak_rss_scope",
+        "baseline_rss_mib"}``.
+    """
+    import keras
+    import numpy as np
+
+    from convlstm_tl.config import ModelConfig
+    from convlstm_tl.dataset import DomainSequence
+    from convlstm_tl.model import build_classifier
+
+    sample_bytes = int(np.prod(frame_shape)) * 4
+    n_train = max(batch_size, int(file_gib * 2**30 / sample_bytes))
+    handle, name = tempfile.mkstemp(prefix="convlstm_tl-bench-", suffix=".h5", dir=directory)
+    os.close(handle)
+    path = Path(name)
+    try:
+        start = time.perf_counter()
+        info = write_synthetic_domain(path, n_train, frame_shape, seed=seed)
+        write_seconds = time.perf_counter() - start
+        keras.utils.set_random_seed(seed)
+        channels = frame_shape[-1]
+        model = build_classifier(ModelConfig(filters=(4,), kernel_size=1, head_units=8), frame_shape=frame_shape,
+                                 n_classes=info.n_classes, mean=np.zeros(channels), variance=np.ones(channels))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        # Trace the training step before measuring, on a few batches.
+        model.fit(DomainSequence(path, "val", batch_size=batch_size), epochs=1, verbose=0)
+        peak_rss_reset()
+        baseline = peak_rss_bytes() / 2**20
+        epochs = []
+        for count in workers:
+            train = DomainSequence(path, "train", batch_size=batch_size, shuffle=True, seed=seed, workers=count)
+            with measured() as result:
+                model.fit(train, epochs=1, verbose=0)
+            train.close()
+            epochs.append({
+                "workers": count,
+                "seconds": result["seconds"],
+                "samples_per_s": n_train / result["seconds"],
+                "read_mib_per_s": n_train * sample_bytes / 2**20 / result["seconds"],
+                "peak_rss_mib": result["peak_rss_mib"],
+                "peak_rss_over_file": result["peak_rss_mib"] / (n_train * sample_bytes / 2**20),
+                "peak_rss_scope": result["peak_rss_scope"],
+            })
+        file_gib = path.stat().st_size / 2**30
+    finally:
+        path.unlink(missing_ok=True)
+    return {"file_gib": file_gib, "n_samples": n_train, "frame_shape": list(frame_shape), "batch_size": batch_size,
+            "write_seconds": write_seconds, "baseline_rss_mib": baseline, "epochs": epochs,
+            "peak_rss_mib": max(epoch["peak_rss_mib"] for epoch in epochs)}
+
+
+def run_benchmark(*, quick=False, shapes=tuple(SHAPES), data_path=None, data_dir=None, mixed_precision="off",
+                  jit="auto"):
+    """Run the layer benchmark and (unless ``quick``) the data-path benchmark.
+
+    Returns:
+        ``{"settings", "versions", "layers": ..., "data_path": ... or None}``.
+    """
+    from convlstm_tl import backend
+
+    plan = QUICK if quick else FULL
+    data_path = not quick if data_path is None else data_path
+    results = {
+        "settings": {"quick": quick, "mixed_precision": mixed_precision, "jit": jit, "repeats": plan["repeats"],
+                     "cpu_count": os.cpu_count()},
+        "versions": backend.versions(),
+        "layers": benchmark_layers(shapes, repeats=plan["repeats"], train_batches=plan["train_batches"],
+                                   predict_batches=plan["predict_batches"], mixed_precision=mixed_precision,
+                                   jit=jit),
+        "data_path": benchmark_data_path(data_dir) if data_path else None,
+    }
+    return results
+
+
+def format_report(results):
+    """The results as a human-readable table."""
+    lines = [f"{'shape':<8} {'layer':<6} {'train seq/s':>12} {'predict seq/s':>14} {'peak RSS MiB':>13}"]
+    for name, entry in results["layers"].items():
+        for cell in CELLS:
+            if cell in entry:
+                figures = entry[cell]
+                peak = max(figures["train_peak_rss_mib"], figures["predict_peak_rss_mib"])
+                lines.append(f"{name:<8} {cell:<6} {figures['train_seq_per_s']:>12.1f}"
+                             f" {figures['predict_seq_per_s']:>14.1f} {peak:>13.0f}")
+        if "train_ratio" in entry:
+            lines.append(f"{name:<8} {'ratio':<6} {entry['train_ratio']:>11.2f}x {entry['predict_ratio']:>13.2f}x"
+                         "   (fast / keras)")
+    data = results.get("data_path")
+    if data:
+        lines.append("")
+        lines.append(f"data path: {data['file_gib']:.2f} GiB file, {data['n_samples']} samples of"
+                     f" {tuple(data['frame_shape'])}, written in {data['write_seconds']:.0f} s;"
+                     f" RSS before the epochs {data['baseline_rss_mib']:.0f} MiB")
+        for epoch in data["epochs"]:
+            lines.append(f"  one epoch, workers={epoch['workers']}: {epoch['seconds']:.0f} s,"
+                         f" {epoch['samples_per_s']:.0f} samples/s, {epoch['read_mib_per_s']:.0f} MiB/s,"
+                         f" peak RSS {epoch['peak_rss_mib']:.0f} MiB"
+                         f" ({epoch['peak_rss_over_file']:.2f} x the file)")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    """Parse the command line."""
+    parser = ArgumentParser(prog=PROG, description="Benchmark the fast ConvLSTM layer against "
+                                                   "keras.layers.ConvLSTM2D, and the HDF5 data path.")
+    parser.add_argument("--quick", action="store_true", help="2 repetitions of fewer batches, no data path")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, from {', '.join(SHAPES)}")
+    parser.add_argument("--data-path", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the data-path benchmark (default: on, off with --quick)")
+    parser.add_argument("--data-dir", help="folder for the temporary data-path file (default: system temp)")
+    parser.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off",
+                        help="dtype policy of both models (default off)")
+    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto", help="XLA for both models")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Entry point; returns the exit code."""
+    from convlstm_tl.errors import ConfigError
+
+    args = parse_args(argv)
+    shapes = tuple(part for part in args.shapes.split(",") if part)
+    unknown = [name for name in shapes if name not in SHAPES]
+    if unknown or not shapes:
+        raise ConfigError(f"--shapes takes names from {', '.join(SHAPES)}. Received: --shapes {args.shapes}")
+    configure_logging(args.quiet)
+    import_backend_quietly()
+    results = run_benchmark(quick=args.quick, shapes=shapes, data_path=args.data_path, data_dir=args.data_dir,
+                            mixed_precision=args.mixed_precision, jit=args.jit)
+    print(format_report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def cli():
+    """Console-script entry point."""
+    sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    cli()
