@@ -1,0 +1,181 @@
+"""The training state of an unfinished run, saved after every epoch.
+
+A :class:`Checkpoint` is one file, ``.checkpoint.npz``, in the run's
+temporary folder. It is written to a temporary name and renamed, so a crash
+(even SIGKILL) mid-save leaves the previous epoch's checkpoint intact. It
+holds everything that decides how training continues:
+
+- every variable of the model (weights, BatchNorm statistics, and the seed
+  generators of dropout layers, which ``save_weights`` leaves out) and of
+  its optimizer (step count, moments);
+- per training phase (a transfer may have several): epochs finished, whether
+  early stopping ended it, its history and its seconds;
+- the early-stopping state (best validation loss, wait counter, best weights);
+- the global Python and NumPy random states (Keras shuffles the batch order
+  of a ``PyDataset`` with Python's ``random``).
+
+The sample order needs nothing stored: a ``DomainSequence`` orders epoch
+``e`` by ``(seed, e)``, so the epoch count is enough to put it back.
+"""
+
+import json
+import os
+import random
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convlstm_tl.errors import RunError
+
+CHECKPOINT_FILE = ".checkpoint.npz"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PhaseRecord:
+    """Progress of one training phase.
+
+    Attributes:
+        epochs: epochs finished.
+        stopped: early stopping ended the phase.
+        history: per-epoch values, ``{name: [value per epoch]}``.
+        seconds: training time spent in the phase.
+    """
+
+    epochs: int = 0
+    stopped: bool = False
+    history: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Checkpoint:
+    """The saved training state of a run, read and written by epoch.
+
+    Args:
+        folder: the run's temporary folder; None keeps the progress in
+            memory only and saves nothing (training without a run).
+
+    Example:
+
+    >>> checkpoint = Checkpoint.open("runs/.partial-St")  # empty if nothing was saved
+    >>> fit(model, train, val, epochs=40, patience=8, checkpoint=checkpoint)
+    """
+
+    def __init__(self, folder=None):
+        self.path = Path(folder) / CHECKPOINT_FILE if folder is not None else None
+        self.phases = []
+        self._state = {}
+        self._arrays = {}
+
+    @classmethod
+    def open(cls, folder):
+        """The checkpoint saved in ``folder``, or an empty one if there is none.
+
+        Raises:
+            RunError: if the file is there but unreadable.
+        """
+        checkpoint = cls(folder)
+        if checkpoint.path.is_file():
+            checkpoint._read()
+        return checkpoint
+
+    @property
+    def epochs_done(self):
+        """Epochs finished over all phases: the data order's epoch count."""
+        return sum(record.epochs for record in self.phases)
+
+    def finished_phase(self, index):
+        """The record of phase ``index`` if a later phase has begun, else None."""
+        return self.phases[index] if index < len(self.phases) - 1 else None
+
+    def begin_phase(self, index):
+        """Start phase ``index``, or continue it if the checkpoint is in it.
+
+        Returns:
+            ``(record, resuming)``: the phase's :class:`PhaseRecord` and
+            whether saved state must be restored before training on.
+        """
+        if index == len(self.phases) - 1 and self._arrays:
+            return self.phases[index], True
+        if index != len(self.phases):
+            raise ValueError(f"phase {index} cannot start after {len(self.phases)} phases")
+        self.phases.append(PhaseRecord())
+        self._state, self._arrays = {}, {}
+        return self.phases[index], False
+
+    def restore(self, model, early_stopping):
+        """Put the model, its optimizer, early stopping and the RNGs in the saved state.
+
+        ``model`` must be built and compiled as it was when the state was
+        saved (same architecture, same trainable layers).
+        """
+        _assign(model.variables, self._arrays, "model", self.path)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        _assign(model.optimizer.variables, self._arrays, "optimizer", self.path)
+        early_stopping.set_state(self._state["early_stopping"], _array_list(self._arrays, "best"))
+        version, internal, gauss = self._state["python_random"]
+        random.setstate((version, tuple(internal), gauss))
+        name, position, has_gauss, cached = self._state["numpy_random"]
+        np.random.set_state((name, self._arrays["numpy_random"], position, has_gauss, cached))
+
+    def save(self, model, early_stopping):
+        """Write the state at the end of an epoch (atomically: temporary file, then rename)."""
+        if self.path is None:
+            return
+        es_state, best_weights = early_stopping.get_state()
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        state = {
+            "format_version": FORMAT_VERSION,
+            "phases": [asdict(record) for record in self.phases],
+            "early_stopping": es_state,
+            "python_random": [version, list(internal), gauss],
+            "numpy_random": [name, int(position), int(has_gauss), float(cached)],
+        }
+        arrays = {"state": np.array(json.dumps(state)), "numpy_random": keys}
+        arrays.update(_numbered("model", (keras.ops.convert_to_numpy(v.value) for v in model.variables)))
+        arrays.update(_numbered("optimizer", (keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables)))
+        arrays.update(_numbered("best", best_weights))
+        partial = self.path.with_name(self.path.name + ".tmp")
+        with open(partial, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self.path)
+
+    def _read(self):
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+            state = json.loads(str(arrays.pop("state")))
+            if state.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format_version {state.get('format_version')}")
+            phases = [PhaseRecord(**record) for record in state["phases"]]
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RunError(f"checkpoint {self.path} is unreadable ({reason}); start the run again with --overwrite"
+                           ) from None
+        self.phases, self._state, self._arrays = phases, state, arrays
+
+
+def _numbered(prefix, values):
+    return {f"{prefix}/{index}": np.asarray(value) for index, value in enumerate(values)}
+
+
+def _array_list(arrays, prefix):
+    count = sum(1 for key in arrays if key.startswith(f"{prefix}/"))
+    return [arrays[f"{prefix}/{index}"] for index in range(count)]
+
+
+def _assign(variables, arrays, prefix, path):
+    values = _array_list(arrays, prefix)
+    shapes = [tuple(v.shape) for v in variables]
+    if [tuple(value.shape) for value in values] != shapes:
+        raise RunError(f"checkpoint {path} does not fit the {prefix} being trained ({len(values)} saved variables,"
+                       f" {len(shapes)} now); the settings changed, start again with --overwrite")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
