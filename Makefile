@@ -1,4 +1,4 @@
-# Quick start: `make demo` (prepare data, train, report) and `make test`.
+# Quick start: `make demo` (prepare data, train, report), `make test` and `make bench`.
 # Each target installs what it needs into .venv first.
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 RUNS ?= runs
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ demo: $(STAMP) $(DATA)/St.h5
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q --durations=15
+
+# The fast ConvLSTM layer against keras.layers.ConvLSTM2D, and the HDF5 data
+# path (writes and deletes a temporary file of about 6.5 GB). BENCH_ARGS=--quick
+# for a reduced run; BENCH_ARGS="--json bench.json" to keep the figures.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PY) -m convlstm_tl.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(RUNS) $(DATA) .pytest_cache

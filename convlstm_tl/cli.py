@@ -42,6 +42,10 @@ def import_backend_quietly():
                 import tensorflow as tf
 
                 tf.config.list_physical_devices()
+                # Its Python logger warns about tf.function retracing when a
+                # command predicts with several models in turn (evaluate):
+                # expected there, and not the user's to act on.
+                tf.get_logger().setLevel(logging.ERROR)
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)
@@ -69,8 +73,9 @@ def run_main(main, argv=None, *, prog):
         message = " ".join(str(error).split())
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # An Interrupted says how to resume; a bare Ctrl-C has no message.
+        print(f"{prog}: {' '.join(str(interrupt).split()) or 'interrupted'}", file=sys.stderr)
         return 130
 
 

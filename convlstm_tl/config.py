@@ -15,6 +15,9 @@ from pathlib import Path
 from convlstm_tl.errors import ConfigError
 
 
+CELLS = ("fast", "keras")
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the ConvLSTM classifier.
@@ -29,15 +32,22 @@ class ModelConfig:
     recurrent_dropout: float = 0.0  # dropout on the recurrent state inside ConvLSTM
     pool_size: int = 1  # spatial max-pooling after each block (1 = none)
     head_units: int = 64  # width of the dense layer of the head
+    embedding_dim: int = 32  # token domains: size of the word vectors in front of block_1
     head_dropout: float = 0.5  # dropout before the softmax
     l2: float = 1e-4  # L2 penalty on kernels
+    # ConvLSTM implementation: "fast" (convlstm_tl.layers.FastConvLSTM2D) or
+    # "keras" (keras.layers.ConvLSTM2D); same math and weight layout.
+    cell: str = "fast"
 
     def validate(self):
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {CELLS}. Received: cell={self.cell!r}")
         if not self.filters or any(int(f) < 1 for f in self.filters):
             raise ConfigError(f"filters must be one or more positive ints. Received: filters={self.filters}")
         _check_range("kernel_size", self.kernel_size, 1, None)
         _check_range("pool_size", self.pool_size, 1, None)
         _check_range("head_units", self.head_units, 1, None)
+        _check_range("embedding_dim", self.embedding_dim, 1, None)
         for name in ("block_dropout", "recurrent_dropout", "head_dropout"):
             _check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
         _check_range("l2", self.l2, 0.0, None)
@@ -88,6 +98,10 @@ class TrainConfig:
     patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
     seed: int = 0
     overwrite: bool = False  # replace an existing run of the same name
+    resume: bool = False  # continue the interrupted run of the same name from its last epoch
+    distribute: str = "none"  # none | mirrored (local GPUs) | multiworker (TF_CONFIG); batch_size is global
+    mixed_precision: str = "off"  # off | float16 | bfloat16: compute dtype; variables and softmax stay float32
+    jit: str = "auto"  # XLA: auto (Keras' choice: off on TensorFlow CPU, on with GPU or JAX) | on | off
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -98,6 +112,8 @@ class TrainConfig:
         _check_range("batch_size", self.batch_size, 1, None)
         _check_range("lr", self.lr, 0.0, None, low_open=True)
         _check_range("patience", self.patience, 0, None)
+        _check_run_control(self)
+        _check_compute(self)
         check_run_name(self.run_name)
         self.model.validate()
         self.augment.validate()
@@ -132,6 +148,10 @@ class TransferConfig:
     target_per_class: int | None = None  # or this many samples per class
     cache_features: bool = True  # train the head on cached body outputs when the body is frozen
     overwrite: bool = False
+    resume: bool = False  # continue the interrupted run of the same name from its last epoch
+    distribute: str = "none"  # none | mirrored (local GPUs) | multiworker (TF_CONFIG); batch_size is global
+    mixed_precision: str = "off"  # off | float16 | bfloat16: compute dtype; variables and softmax stay float32
+    jit: str = "auto"  # XLA: auto (Keras' choice: off on TensorFlow CPU, on with GPU or JAX) | on | off
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # turns the feature cache off
 
     def validate(self):
@@ -146,6 +166,8 @@ class TransferConfig:
         if self.body_lr is not None:
             _check_range("body_lr", self.body_lr, 0.0, None, low_open=True)
         _check_range("patience", self.patience, 0, None)
+        _check_run_control(self)
+        _check_compute(self)
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(
                 f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}"
@@ -163,6 +185,74 @@ class TransferConfig:
     @property
     def effective_body_lr(self):
         return self.body_lr if self.body_lr is not None else self.lr / 10
+
+
+OBJECTIVES = ("next_frame", "reconstruction")
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that defines an unsupervised pretraining run (see :mod:`convlstm_tl.pretrain`)."""
+
+    domain: str = ""  # domain whose frames are learnt, without labels (file <data_dir>/<domain>.h5)
+    name: str = ""  # run name; empty means <domain>-pretrain
+    data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
+    runs_dir: str = "runs"
+    objective: str = "next_frame"  # next_frame: predict frame t+1 from frames 1..t; reconstruction: frame t
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
+    seed: int = 0
+    overwrite: bool = False
+    resume: bool = False  # continue the interrupted run of the same name from its last epoch
+    model: ModelConfig = field(default_factory=ModelConfig)  # the body's blocks (the head settings are unused)
+
+    def validate(self):
+        if not self.domain:
+            raise ConfigError("no domain given; pass --pretrain DOMAIN")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
+        _check_range("epochs", self.epochs, 1, None)
+        _check_range("batch_size", self.batch_size, 1, None)
+        _check_range("lr", self.lr, 0.0, None, low_open=True)
+        _check_range("patience", self.patience, 0, None)
+        if self.resume and self.overwrite:
+            raise ConfigError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
+        check_run_name(self.run_name)
+        self.model.validate()
+
+    @property
+    def run_name(self):
+        return self.name or f"{self.domain}-pretrain"
+
+
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+# Settings that say how to run, not what to train: a resumed run may change them.
+RUN_CONTROL_KEYS = ("overwrite", "resume")
+
+
+def _check_run_control(config):
+    if config.distribute not in DISTRIBUTE:
+        raise ConfigError(f"distribute must be one of {DISTRIBUTE}. Received: distribute={config.distribute!r}")
+    if config.resume and config.overwrite:
+        raise ConfigError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
+    if config.resume and config.distribute == "multiworker":
+        # Only the chief keeps checkpoints: the other workers would start again from epoch 1.
+        raise ConfigError("--resume does not work with --distribute multiworker (only the chief keeps "
+                          "checkpoints); start the run again with --overwrite")
+
+
+MIXED_PRECISION = ("off", "float16", "bfloat16")
+JIT = ("auto", "on", "off")
+
+
+def _check_compute(config):
+    if config.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision must be one of {MIXED_PRECISION}."
+                          f" Received: mixed_precision={config.mixed_precision!r}")
+    if config.jit not in JIT:
+        raise ConfigError(f"jit must be one of {JIT}. Received: jit={config.jit!r}")
 
 
 def check_run_name(name):

@@ -148,5 +148,10 @@ class ArraySequence(keras.utils.PyDataset):
         self.epoch += 1
         self._order = self._order_for_epoch(self.epoch)
 
+    def set_epoch(self, epoch):
+        """Put the sequence in the state it has at the start of ``epoch``."""
+        self.epoch = int(epoch)
+        self._order = self._order_for_epoch(self.epoch)
+
     def _order_for_epoch(self, epoch):
         return epoch_order(len(self.y), shuffle=self.shuffle, seed=self.seed, epoch=epoch)

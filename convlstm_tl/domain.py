@@ -20,6 +20,7 @@ arrays before writing (to a temporary file, renamed at the end) and
 chunk by chunk so a file larger than memory can be validated.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -30,6 +31,7 @@ import h5py
 import numpy as np
 
 from convlstm_tl.errors import DomainFileError
+from convlstm_tl.files import give_usual_permissions
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -109,6 +111,14 @@ def domain_path(domain, data_dir=None):
     return resolve_data_dir(data_dir) / f"{domain}.h5"
 
 
+def check_domain_name(domain):
+    """Refuse a domain name that is not a plain file stem (``<data-dir>/<domain>.h5``)."""
+    if not isinstance(domain, str) or not domain or any(sep in domain for sep in ("/", "\\")) \
+            or domain.startswith("."):
+        raise DomainFileError(f"a domain name must be a plain name; its file is <data-dir>/<name>.h5."
+                              f" Received: domain={domain!r}")
+
+
 def find_domain(domain, data_dir=None):
     """Return the path of an existing domain file, or raise a helpful error."""
     path = domain_path(domain, data_dir)
@@ -116,6 +126,8 @@ def find_domain(domain, data_dir=None):
         hint = {
             "St": "python -m data_prep watch",
             "ms": "python -m data_prep watch",
+            "mnist": "python -m data_prep digits",
+            "optdigits": "python -m data_prep digits",
         }.get(domain, "python -m data_prep <source> (see python -m data_prep --help)")
         raise DomainFileError(
             f"domain file {path} not found; create it with `{hint} --out {path.parent}`"
@@ -124,7 +136,7 @@ def find_domain(domain, data_dir=None):
     return path
 
 
-def write_domain(path, splits, *, domain, class_names, provenance, kind="frames", vocab=None):
+def write_domain(path, splits, *, domain, class_names, provenance, kind="frames", vocab=None, compression=None):
     """Validate arrays and write them as a domain file.
 
     The file is written to a temporary name next to ``path`` and renamed at the
@@ -139,6 +151,8 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
         provenance: where the data came from and how it was cut.
         kind: ``"frames"`` or ``"tokens"``.
         vocab: token strings, required for ``kind="tokens"``.
+        compression: HDF5 filter of ``x`` (e.g. ``"gzip"``), applied per
+            sample chunk; None stores it raw. Readers need no option.
 
     Returns:
         The :class:`DomainInfo` of the written file.
@@ -176,6 +190,7 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
     os.close(handle)
+    give_usual_permissions(tmp_name)
     try:
         with h5py.File(tmp_name, "w") as f:
             f.attrs["format_version"] = FORMAT_VERSION
@@ -187,7 +202,7 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
             if vocab is not None:
                 f.create_dataset("vocab", data=np.array(list(vocab), dtype=h5py.string_dtype()))
             for name in SPLITS:
-                _write_split(f.create_group(name), stored[name], splits[name])
+                _write_split(f.create_group(name), stored[name], splits[name], compression=compression)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -206,8 +221,8 @@ def _stored_x(x, kind):
     return x
 
 
-def _write_split(group, x, arrays):
-    group.create_dataset("x", data=x, chunks=(1,) + x.shape[1:])
+def _write_split(group, x, arrays, *, compression=None):
+    group.create_dataset("x", data=x, chunks=(1,) + x.shape[1:], compression=compression)
     group.create_dataset("y", data=np.asarray(arrays.y, dtype=np.int64))
     for key in ID_KEYS:
         ids = getattr(arrays, key)
@@ -293,6 +308,8 @@ def _describe(path, f, check_values):
             for start in range(0, x.shape[0], SCAN_BATCH):
                 _check_values(path, name, x[start:start + SCAN_BATCH], kind=kind, vocab_size=len(vocab),
                               offset=start)
+        if name == "train":
+            _check_classes_trained(path, class_names, y)
         sizes[name] = int(x.shape[0])
         shapes[name] = tuple(int(d) for d in x.shape[1:])
         groups[name] = ids
@@ -373,6 +390,17 @@ def _check_class_names(path, class_names):
         raise DomainFileError(f"{path}: class_names must be a non-empty JSON list of names. Received: {class_names!r}")
     if len(set(class_names)) != len(class_names):
         raise DomainFileError(f"{path}: class_names has duplicates. Received: {class_names}")
+
+
+def _check_classes_trained(path, class_names, y):
+    """Every class name must label some training sample: a name with none
+    means class_names and the labels do not match."""
+    missing = [name for label, name in enumerate(class_names) if not np.any(y == label)]
+    if missing:
+        raise DomainFileError(
+            f"{path}: class_names has {len(class_names)} names but the train split has no sample of {missing};"
+            " class_names must match the labels (fix the names or the labels and rewrite the file)"
+        )
 
 
 def _check_same_frame_shape(path, shapes):
@@ -485,3 +513,49 @@ def channel_stats(path, split="train", *, indices=None):
     mean = total / count
     variance = np.maximum(total_sq / count - np.square(mean), 0.0)
     return mean.astype(np.float32), variance.astype(np.float32)
+
+
+def vocab_fingerprint(vocab):
+    """A short digest of a vocabulary, in order: equal digests mean equal token ids.
+
+    Runs record it so that a transfer can tell, without the source's file,
+    whether a target was encoded with the same vocabulary.
+    """
+    digest = hashlib.sha256("\n".join(str(token) for token in vocab).encode()).hexdigest()
+    return digest[:16]
+
+
+def summarize_domain(path, *, check_values=False):
+    """Counts of a domain file: samples per split and class, and groups per split.
+
+    Args:
+        path: the ``.h5`` file; it is validated first (see :func:`open_domain`).
+        check_values: also scan ``x`` for NaN and inf.
+
+    Returns:
+        A dict with ``domain``, ``kind``, ``class_names``, ``frame_shape``,
+        ``x_dtype``, ``vocab_size`` (0 for frames), ``provenance`` and
+        ``splits``: ``{split: {"n": int, "per_class": {name: int},
+        "n_groups": int or None}}``.
+    """
+    info = open_domain(path, check_values=check_values)
+    splits = {}
+    for name in SPLITS:
+        y, group = read_labels(info.path, name)
+        counts = np.bincount(y, minlength=info.n_classes)
+        splits[name] = {
+            "n": int(len(y)),
+            "per_class": {cls: int(n) for cls, n in zip(info.class_names, counts)},
+            "n_groups": None if group is None else int(len(np.unique(group))),
+        }
+    return {
+        "path": str(info.path),
+        "domain": info.domain,
+        "kind": info.kind,
+        "class_names": list(info.class_names),
+        "frame_shape": list(info.frame_shape),
+        "x_dtype": info.x_dtype,
+        "vocab_size": len(info.vocab),
+        "provenance": info.provenance,
+        "splits": splits,
+    }

@@ -22,3 +22,7 @@ class ConfigError(UserError):
 
 class RunError(UserError):
     """A run directory is missing, incomplete, or cannot be written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says how to resume it."""

@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from convlstm_tl.config import load_json, save_json
-from convlstm_tl.domain import SPLITS, DomainInfo, find_domain, open_domain
+from convlstm_tl.domain import SPLITS, DomainInfo, find_domain, open_domain, vocab_fingerprint
 from convlstm_tl.errors import ConfigError, RunError, UserError
+from convlstm_tl.files import give_usual_permissions
 from convlstm_tl.metrics import classification_metrics, classification_report_text
 from convlstm_tl.runs import find_run
 
@@ -247,7 +248,26 @@ def frame_shape_problem(model_shape, frame_shape):
     return None
 
 
+def input_problem(record, info):
+    """Why a run whose ``config.json`` domain record is ``record`` cannot read domain ``info``'s inputs, or None.
+
+    Frames and token ids do not mix, and token ids only mean the same words
+    under the same vocabulary (runs record its fingerprint).
+    """
+    kind = record.get("kind", "frames")
+    if kind != info.kind:
+        return f"the run was trained on {kind} and the domain holds {info.kind}"
+    if kind == "tokens" and "vocab_fingerprint" in record \
+            and record["vocab_fingerprint"] != vocab_fingerprint(info.vocab):
+        return ("the domain is encoded with another vocabulary than the run's, so its token ids mean other words;"
+                " rebuild it with `python -m data_prep text ... --vocab-from` the run's domain")
+    return None
+
+
 def _check_frames(run, model_shape, name, info):
+    problem = input_problem(run.config["domain"], info)
+    if problem is not None:
+        raise UserError(f"run {run.label} cannot read domain {name}: {problem}")
     problem = frame_shape_problem(model_shape, info.frame_shape)
     if problem is not None:
         raise UserError(
@@ -499,13 +519,9 @@ def evaluate_plan(plan, *, batch_size=128, progress=True):
 
 
 def _load_model(run):
-    import keras
+    from convlstm_tl.model import load_model
 
-    path = run.path / "model.keras"
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # a truncated or foreign file fails in many ways
-        raise RunError(f"cannot load {path} ({type(error).__name__}); train the run again") from None
+    return load_model(run.path / "model.keras")
 
 
 def _score(run, name, info, split, y_true, probabilities, seconds):
@@ -673,9 +689,7 @@ def write_evaluation(evaluation, out_dir):
     except OSError as error:
         raise UserError(f"cannot write {out_dir}: {error.strerror}; pass --out with a folder you can write") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
+        give_usual_permissions(tmp)
         save_json(tmp / "evaluation.json", evaluation.to_dict())
         (tmp / "evaluation.md").write_text(format_markdown(evaluation))
         for run, cells in evaluation.results.items():

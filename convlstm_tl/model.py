@@ -4,6 +4,8 @@ Layer names are the contract that transfer code relies on::
 
     input                (T, H, W, C) frames
     normalize            per-channel z-score with the training split's statistics
+                         (token domains instead: token_ids -> embedding, word ids
+                         (T, 1, W, 1) to vectors (T, 1, W, embedding_dim))
     block_1 ... block_K  the body: ConvLSTM -> BatchNorm [-> pool] [-> dropout]
     head_pool            global average over time and space
     head_dense           dense + ReLU
@@ -11,16 +13,25 @@ Layer names are the contract that transfer code relies on::
     head_softmax         class probabilities (float32 even under mixed precision)
 
 Every block returns the whole sequence, so the body can be cut after any block
-and the head still fits. Only stock Keras layers are used, so ``model.keras``
-reloads with plain ``keras.saving.load_model``.
+and the head still fits. The ConvLSTM is :class:`convlstm_tl.layers.FastConvLSTM2D`
+(or the stock ``keras.layers.ConvLSTM2D`` with ``ModelConfig(cell="keras")``);
+every other layer is stock Keras. The fast layer is registered as
+``convlstm_tl>FastConvLSTM2D``, so ``model.keras`` reloads with plain
+``keras.saving.load_model`` in any process that has imported this module
+(or :mod:`convlstm_tl.layers`).
 """
 
 import keras
 import numpy as np
 
+# Importing the layer registers it, so model.keras files that use it reload
+# with plain keras.saving.load_model once convlstm_tl.model is imported.
+from convlstm_tl.layers import FastConvLSTM2D
+
 BLOCK_PREFIX = "block_"
 HEAD_PREFIX = "head_"
 NORMALIZE = "normalize"
+EMBEDDING = "embedding"
 
 
 def block_name(index):
@@ -38,15 +49,19 @@ def build_block(index, filters, config, frame_shape, kernel=None):
     """One body block: ConvLSTM -> BatchNorm, then optional pooling and dropout."""
     kernel = kernel or kernel_for(frame_shape, config.kernel_size)
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
+    # Both kinds compute the same function with the same weight layout, so
+    # weights move between them with set_weights (see convlstm_tl.layers).
+    convlstm = FastConvLSTM2D if config.cell == "fast" else keras.layers.ConvLSTM2D
+    extra = {} if config.cell == "fast" else {"padding": "same"}
     layers = [
-        keras.layers.ConvLSTM2D(
+        convlstm(
             filters,
             kernel,
-            padding="same",
             return_sequences=True,
             recurrent_dropout=config.recurrent_dropout,
             kernel_regularizer=regularizer,
             name="convlstm",
+            **extra,
         ),
         keras.layers.BatchNormalization(name="batch_norm"),
     ]
@@ -71,15 +86,19 @@ def build_head(x, n_classes, config):
     return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}softmax")(x)
 
 
-def build_classifier(config, *, frame_shape, n_classes, mean, variance, kernel=None, name="convlstm_classifier"):
-    """Build the classifier for frames of ``frame_shape``.
+def build_classifier(config, *, frame_shape, n_classes, mean=None, variance=None, vocab_size=None, kernel=None,
+                     name="convlstm_classifier"):
+    """Build the classifier for frames of ``frame_shape``, or for token ids.
 
     Args:
         config: a :class:`convlstm_tl.config.ModelConfig`.
         frame_shape: ``(T, H, W, C)`` of one sample.
         n_classes: number of classes of the softmax.
-        mean: per-channel mean ``(C,)`` of the training split.
-        variance: per-channel variance ``(C,)`` of the training split.
+        mean: per-channel mean ``(C,)`` of the training split (frames).
+        variance: per-channel variance ``(C,)`` of the training split (frames).
+        vocab_size: for a ``tokens`` domain (int32 ids ``(T, 1, W, 1)``), the
+            vocabulary's size: the model then starts with an ``embedding``
+            of ``config.embedding_dim`` instead of ``normalize``.
         kernel: ConvLSTM kernel ``(kh, kw)``; default from ``frame_shape``
             and ``config.kernel_size``. Transfer passes the source's kernel.
         name: the model's name.
@@ -95,17 +114,40 @@ def build_classifier(config, *, frame_shape, n_classes, mean, variance, kernel=N
     frame_shape = tuple(int(d) for d in frame_shape)
     if len(frame_shape) != 4:
         raise ValueError(f"frame_shape must be (T, H, W, C). Received: frame_shape={frame_shape}")
-    channels = frame_shape[-1]
-    mean = np.asarray(mean, dtype=np.float32).reshape(channels)
-    # A constant channel would divide by zero; keep it unscaled instead.
-    variance = np.where(np.asarray(variance, dtype=np.float32) > 0, variance, 1.0).reshape(channels)
-
-    inputs = keras.Input(shape=frame_shape, name="frames")
-    x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZE)(inputs)
+    if vocab_size is not None:
+        inputs, x = _token_front_end(config, frame_shape, vocab_size)
+        frame_shape = tuple(x.shape[1:])
+    else:
+        if mean is None or variance is None:
+            raise ValueError("frames need the training split's per-channel mean and variance")
+        channels = frame_shape[-1]
+        mean = np.asarray(mean, dtype=np.float32).reshape(channels)
+        # A constant channel would divide by zero; keep it unscaled instead.
+        variance = np.where(np.asarray(variance, dtype=np.float32) > 0, variance, 1.0).reshape(channels)
+        inputs = keras.Input(shape=frame_shape, name="frames")
+        x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZE)(inputs)
     for index, filters in enumerate(config.filters, start=1):
         x = build_block(index, filters, config, frame_shape, kernel)(x)
     outputs = build_head(x, n_classes, config)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _token_front_end(config, frame_shape, vocab_size):
+    """Input of int ids ``(T, 1, W, 1)`` and their embeddings ``(T, 1, W, embedding_dim)``."""
+    steps, height, width, channels = frame_shape
+    if height != 1 or channels != 1:
+        raise ValueError(f"token ids must have frames of shape (T, 1, W, 1). Received: frame_shape={frame_shape}")
+    inputs = keras.Input(shape=frame_shape, dtype="int32", name="frames")
+    # Embedding appends its axis; drop the size-1 channel axis first so the
+    # vectors take the channel's place.
+    ids = keras.layers.Reshape((steps, height, width), name="token_ids")(inputs)
+    x = keras.layers.Embedding(vocab_size, config.embedding_dim, name=EMBEDDING)(ids)
+    return inputs, x
+
+
+def has_embedding(model):
+    """Whether the model starts with a token embedding (a ``tokens`` domain's model)."""
+    return any(layer.name == EMBEDDING for layer in model.layers)
 
 
 def block_kernel(model):
@@ -122,3 +164,26 @@ def body_blocks(model):
 def head_layers(model):
     """The model's head layers (names starting with ``head_``)."""
     return [layer for layer in model.layers if layer.name.startswith(HEAD_PREFIX)]
+
+
+def load_model(path):
+    """Load a saved classifier (``model.keras``) without its optimizer.
+
+    Importing this module registers the toolkit's layers, which is what
+    ``keras.saving.load_model`` needs to rebuild them; every loader of runs
+    goes through here so that none can forget it.
+
+    Raises:
+        RunError: for a missing, truncated or foreign file, one line.
+    """
+    from convlstm_tl.errors import RunError
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # a truncated or foreign file fails in many ways
+        raise RunError(f"cannot load {path} ({type(error).__name__}: {_first_line(error)}); train the run again"
+                       ) from None
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [""])[0][:200]

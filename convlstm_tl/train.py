@@ -1,7 +1,8 @@
-"""``python -m convlstm_tl.train``: train on a source domain, or transfer to a target.
+"""``python -m convlstm_tl.train``: train on a source domain, transfer to a target, or pretrain.
 
     python -m convlstm_tl.train --source St
     python -m convlstm_tl.train --transfer ms --from St --strategy freeze
+    python -m convlstm_tl.train --pretrain ms          # body as a frame autoencoder, no labels
 
 Settings come from the defaults of :class:`convlstm_tl.config.TrainConfig`
 (or :class:`~convlstm_tl.config.TransferConfig`), then ``--config FILE``
@@ -10,6 +11,7 @@ then the flags given on the command line.
 """
 
 import argparse
+import dataclasses
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
@@ -18,7 +20,8 @@ from convlstm_tl.errors import ConfigError
 PROG = "python -m convlstm_tl.train"
 
 # Flags copied onto the config when given, by mode.
-_SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed", "overwrite")
+_SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed", "overwrite",
+                "resume", "distribute", "mixed_precision", "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
                   "cache_features")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
@@ -36,6 +39,8 @@ def parse_args(argv=None):
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--source", metavar="DOMAIN", help="train on <data-dir>/DOMAIN.h5")
     mode.add_argument("--transfer", metavar="TARGET", help="transfer to <data-dir>/TARGET.h5 (needs --from)")
+    mode.add_argument("--pretrain", metavar="DOMAIN",
+                      help="pretrain the body without labels, as an autoencoder of <data-dir>/DOMAIN.h5's frames")
     parser.add_argument("--name", help="run name (default: the domain, or <from>-<target>-<strategy>)")
     parser.add_argument("--config", metavar="FILE", help="JSON file of settings; flags override it")
     parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
@@ -47,6 +52,18 @@ def parse_args(argv=None):
                         help="early-stopping patience on val loss, best weights restored; 0 = off (default 8)")
     parser.add_argument("--seed", type=int, help="random seed (default 0); the same seed repeats a CPU run")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
+    parser.add_argument("--resume", action="store_true", default=None,
+                        help="continue the interrupted run of this name from its last finished epoch"
+                             " (give the same settings)")
+    parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"),
+                        help="tf.distribute strategy: mirrored over local GPUs, multiworker from TF_CONFIG;"
+                             " --batch-size is the global batch (default none)")
+    parser.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"),
+                        help="compute in float16 or bfloat16 with float32 weights and softmax (default off:"
+                             " both were slower than float32 on CPU; float16 is for GPUs)")
+    parser.add_argument("--jit", nargs="?", const="on", choices=("auto", "on", "off"),
+                        help="XLA compilation; --jit alone means on (default auto: Keras' choice, off on a"
+                             " CPU-only TensorFlow)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
     model = parser.add_argument_group("architecture (with --source)")
@@ -69,6 +86,10 @@ def parse_args(argv=None):
                          help="rotate 3-D sensor vectors (e.g. accelerometer, gyroscope) by up to this many degrees")
     augment.add_argument("--vector-channels", help="channels forming 3-D vectors for --augment-rotate,"
                                                    " e.g. 0,1,2,3,4,5 (default: all channels, 3 at a time)")
+
+    pretraining = parser.add_argument_group("unsupervised pretraining (with --pretrain)")
+    pretraining.add_argument("--objective", choices=("next_frame", "reconstruction"),
+                             help="predict the next frame (default) or reconstruct the current one")
 
     transfer = parser.add_argument_group("transfer (with --transfer)")
     transfer.add_argument("--from", dest="source_run", metavar="RUN", help="source run: a name in --runs-dir or a path")
@@ -106,7 +127,7 @@ def build_transfer_config(args):
 
 def build_config(args):
     """Turn parsed arguments into a validated :class:`TrainConfig`."""
-    from convlstm_tl.config import ModelConfig, TrainConfig, from_dict, load_json
+    from convlstm_tl.config import TrainConfig, from_dict, load_json
 
     given = [key for key in (*_TRANSFER_KEYS, "source_run") if getattr(args, key) is not None]
     if given:
@@ -119,11 +140,44 @@ def build_config(args):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)
+    config.model = _model_from_flags(args, config.model)
+    _apply_augment_flags(args, config.augment)
+    config.validate()
+    return config
+
+
+def build_pretrain_config(args):
+    """Turn parsed arguments into a validated :class:`PretrainConfig`."""
+    from convlstm_tl.config import PretrainConfig, from_dict, load_json
+
+    given = [key for key in (*_TRANSFER_KEYS, "source_run", *_AUGMENT_KEYS, "vector_channels")
+             if getattr(args, key) is not None]
+    if given:
+        flag = "--from" if given[0] == "source_run" else f"--{given[0].replace('_', '-')}"
+        raise ConfigError(f"{flag} does not apply to pretraining; drop it")
+    config = (from_dict(PretrainConfig, load_json(args.config), where=args.config) if args.config
+              else PretrainConfig())
+    config.domain = args.pretrain
+    known = {f.name for f in dataclasses.fields(PretrainConfig)}
+    for key in (*_SHARED_KEYS, "objective"):
+        if getattr(args, key) is not None:
+            if key not in known:
+                raise ConfigError(f"--{key.replace('_', '-')} does not apply to pretraining; drop it")
+            setattr(config, key, getattr(args, key))
+    config.model = _model_from_flags(args, config.model)
+    config.validate()
+    return config
+
+
+def _model_from_flags(args, model):
+    """``model`` (a ModelConfig) with the architecture flags given on the command line."""
+    from convlstm_tl.config import ModelConfig
+
     for flag, key in _MODEL_KEYS.items():
         value = getattr(args, flag)
         if key is not None and value is not None:
-            setattr(config.model, key, value)
-    filters = config.model.filters
+            setattr(model, key, value)
+    filters = model.filters
     if args.filters is not None:
         filters = _int_list(args.filters, "--filters")
     if args.blocks is not None:
@@ -133,10 +187,7 @@ def build_config(args):
             filters = (filters[0],) * args.blocks
         elif len(filters) != args.blocks:
             raise ConfigError(f"--blocks {args.blocks} disagrees with --filters {args.filters}; give one of them")
-    config.model = ModelConfig(**{**config.model.__dict__, "filters": filters})
-    _apply_augment_flags(args, config.augment)
-    config.validate()
-    return config
+    return ModelConfig(**{**model.__dict__, "filters": filters})
 
 
 def _apply_augment_flags(args, augment):
@@ -158,15 +209,22 @@ def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
     configure_logging(args.quiet)
+    if args.objective is not None and args.pretrain is None:
+        raise ConfigError("--objective belongs to pretraining; use it with --pretrain DOMAIN")
     if args.transfer is not None:
         return _run_transfer(args)
+    if args.pretrain is not None:
+        return _run_pretrain(args)
     config = build_config(args)
     # Check the cheap things before paying for the backend's start-up.
     from convlstm_tl.domain import find_domain, open_domain
     from convlstm_tl.runs import check_run_target
 
     info = open_domain(find_domain(config.source, config.data_dir or None))
-    check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite)
+    from convlstm_tl.distribute import is_chief
+
+    if is_chief(config.distribute):
+        check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
     import_backend_quietly()
     from convlstm_tl.training import train_source
 
@@ -185,6 +243,22 @@ def _run_transfer(args):
 
     result = transfer(config, target_info=info, verbose=0 if args.quiet else "auto")
     _print_result(result, config.target, args.quiet)
+    return 0
+
+
+def _run_pretrain(args):
+    config = build_pretrain_config(args)
+    from convlstm_tl.domain import find_domain, open_domain
+
+    info = open_domain(find_domain(config.domain, config.data_dir or None))
+    import_backend_quietly()
+    from convlstm_tl.pretrain import pretrain
+
+    result = pretrain(config, info=info, verbose=0 if args.quiet else "auto")
+    m = result.metrics
+    print(f"run {result.run_dir}: {config.domain} {m['objective']} test loss {m['loss']:.4f} (baseline,"
+          f" {m['baseline']}: {m['baseline_loss']:.4f}; {m['epochs_run']} epochs, {m['train_seconds']:.1f} s);"
+          f" transfer its body with --transfer TARGET --from {result.run_dir.name}")
     return 0
 
 

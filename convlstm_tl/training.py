@@ -8,10 +8,14 @@ from pathlib import Path
 
 import keras
 
-from convlstm_tl import augment, backend
+from convlstm_tl import augment, backend, distribute
+from convlstm_tl.callbacks import EpochCheckpoint, ResumableEarlyStopping
+from convlstm_tl.checkpoint import Checkpoint
+from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.config import save_json, to_dict
 from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import channel_stats, find_domain, open_domain
+from convlstm_tl.domain import channel_stats, find_domain, open_domain, vocab_fingerprint
+from convlstm_tl.errors import ConfigError
 from convlstm_tl.inference import predict_split
 from convlstm_tl.metrics import classification_metrics, classification_report_text
 from convlstm_tl.model import build_classifier
@@ -58,56 +62,123 @@ def train_source(config, *, info=None, verbose="auto"):
     if info is None:
         info = open_domain(find_domain(config.source, config.data_dir or None))
     path = info.path
-    check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite)
-    augment.check_fits(config.augment, info.frame_shape[-1])
+    # Only the chief writes the run; other workers of a multi-worker run cannot see it.
+    chief = distribute.is_chief(config.distribute)
+    if chief:
+        check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
+    check_augment_fits(config.augment, info)
+    # Before any other TensorFlow work: the multi-worker strategy sets up the runtime.
+    strategy = distribute.make_strategy(config.distribute)
     backend.seed_everything(config.seed)
 
-    mean, variance = channel_stats(path, "train")
-    model = build_classifier(
-        config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, mean=mean, variance=variance
-    )
+    inputs = input_arguments(info)
+    with distribute.scope(strategy), dtype_policy(config.mixed_precision):
+        model = build_classifier(config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, **inputs)
     run_config = {
         "kind": "source",
         "config": to_dict(config),
         "domain": {"name": info.domain, "path": str(path), "class_names": list(info.class_names),
-                   "frame_shape": list(info.frame_shape), "split_sizes": info.split_sizes},
-        "normalization": {"mean": mean.tolist(), "variance": variance.tolist()},
+                   "frame_shape": list(info.frame_shape), "split_sizes": info.split_sizes, **kind_record(info)},
+        "normalization": ({"mean": inputs["mean"].tolist(), "variance": inputs["variance"].tolist()}
+                          if info.kind == "frames" else None),
         "n_params": int(model.count_params()),
+        "replicas": distribute.replicas(strategy),
         "versions": backend.versions(),
     }
-    with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite) as run:
-        save_json(run.path / "config.json", run_config)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.lr),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+    with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
+                      publish=chief) as run:
+        run.save_config(run_config)
+        with distribute.scope(strategy):
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.lr),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                jit_compile=jit_compile(config.jit),
+            )
         train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
                                augment=config.augment)
         val = DomainSequence(path, "val", batch_size=config.batch_size)
         history, train_seconds = fit(model, train, val, epochs=config.epochs, patience=config.patience,
-                                     verbose=verbose)
+                                     verbose=verbose, checkpoint=Checkpoint.open(run.path))
         metrics = evaluate_and_save(model, path, info, run.path, run_name=config.run_name, history=history,
                                     train_seconds=train_seconds, batch_size=config.batch_size)
     return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
-def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=()):
+def input_arguments(info, indices=None):
+    """What :func:`build_classifier` needs to know of a domain's input.
+
+    Frames are normalized with the per-channel statistics of the training
+    samples (``indices``, default all); token ids have no statistics, they
+    go through an embedding sized to the vocabulary.
+
+    Returns:
+        ``{"mean": ..., "variance": ...}`` for frames, ``{"vocab_size": n}``
+        for tokens.
+    """
+    if info.kind == "tokens":
+        return {"vocab_size": len(info.vocab)}
+    mean, variance = channel_stats(info.path, "train", indices=indices)
+    return {"mean": mean, "variance": variance}
+
+
+def kind_record(info):
+    """Entries of a run's ``domain`` record that say what its input is.
+
+    A tokens domain also records its vocabulary's size and fingerprint, so
+    that a transfer can refuse a target encoded with other ids.
+    """
+    if info.kind != "tokens":
+        return {"kind": info.kind}
+    return {"kind": info.kind, "vocab_size": len(info.vocab), "vocab_fingerprint": vocab_fingerprint(info.vocab)}
+
+
+def check_augment_fits(config, info):
+    """Refuse augmentation that does not fit the domain's samples (any, for token ids)."""
+    if info.kind == "tokens" and config.active:
+        raise ConfigError(f"augmentation transforms numeric frames, but {info.domain} holds token ids;"
+                          " drop the --augment-* options")
+    augment.check_fits(config, info.frame_shape[-1])
+
+
+def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), checkpoint=None, phase=0):
     """Fit, keeping the weights of the epoch with the lowest validation loss.
 
     ``patience`` epochs without improvement stop training early; 0 turns
     early stopping off but still restores the best epoch's weights, so a run
     always saves its best model.
 
+    With a :class:`~convlstm_tl.checkpoint.Checkpoint`, the training state is
+    saved after every epoch; if the checkpoint is already in phase ``phase``
+    (a resumed run), training continues from it and ends as an uninterrupted
+    fit would.
+
     Returns:
-        ``(history, seconds)``: the per-epoch history dict and the wall time.
+        ``(history, seconds)``: the phase's per-epoch history dict (resumed
+        epochs included) and its training time.
     """
-    callbacks = [*callbacks, keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience or epochs, restore_best_weights=True, verbose=0)]
-    start = time.perf_counter()
-    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    seconds = time.perf_counter() - start
-    return {name: [float(v) for v in values] for name, values in history.history.items()}, seconds
+    checkpoint = checkpoint if checkpoint is not None else Checkpoint()
+    record, resuming = checkpoint.begin_phase(phase)
+    early_stopping = ResumableEarlyStopping(monitor="val_loss", patience=patience or epochs,
+                                            restore_best_weights=True, verbose=0)
+    if resuming:
+        checkpoint.restore(model, early_stopping)
+    # The sample order of an epoch is seeded by its number, counted over all phases.
+    train.set_epoch(checkpoint.epochs_done)
+    # After early stopping, so that the checkpoint holds its state of the epoch.
+    callbacks = [*callbacks, early_stopping, EpochCheckpoint(checkpoint, record, early_stopping)]
+    # Under the multi-worker strategy, a tf.data pipeline per worker (see distribute.fit_input); it
+    # keeps the sequence's batch order, the same on every worker, so Keras must not shuffle it, and
+    # it does not advance the sequence at the end of an epoch.
+    train_input = distribute.fit_input(model, train)
+    if train_input is not train:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: train.on_epoch_end()))
+    # A phase that early stopping ended runs no more epochs, but fit still ends
+    # by restoring the best weights.
+    model.fit(train_input, validation_data=distribute.fit_input(model, val), shuffle=train_input is train,
+              initial_epoch=record.epochs, epochs=record.epochs if record.stopped else epochs, callbacks=callbacks,
+              verbose=verbose)
+    return record.history, record.seconds
 
 
 def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_seconds, batch_size, extra=None):

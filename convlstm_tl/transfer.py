@@ -28,17 +28,23 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convlstm_tl import augment, backend
-from convlstm_tl.config import ModelConfig, check_run_name, from_dict, load_json, save_json, to_dict
+from convlstm_tl import backend, distribute
+from convlstm_tl.checkpoint import Checkpoint
+from convlstm_tl.compute import dtype_policy, jit_compile
+from convlstm_tl.config import ModelConfig, check_run_name, from_dict, load_json, to_dict
 from convlstm_tl.dataset import ArraySequence, DomainSequence
-from convlstm_tl.domain import channel_stats, find_domain, open_domain, read_labels, read_sampling_units
-from convlstm_tl.errors import ConfigError, RunError, UserError
+from convlstm_tl.domain import find_domain, open_domain, read_labels, read_sampling_units, vocab_fingerprint
+from convlstm_tl.errors import ConfigError, UserError
 from convlstm_tl.inference import predict_split
 from convlstm_tl.metrics import classification_metrics
-from convlstm_tl.model import block_kernel, block_name, body_blocks, build_classifier, head_layers
+from convlstm_tl.model import (
+    EMBEDDING, block_kernel, block_name, body_blocks, build_classifier, has_embedding, head_layers, load_model,
+)
 from convlstm_tl.runs import RunDirectory, check_run_target, find_run
 from convlstm_tl.sampling import subsample
-from convlstm_tl.training import TrainResult, evaluate_and_save, fit
+from convlstm_tl.training import (
+    TrainResult, check_augment_fits, evaluate_and_save, fit, input_arguments, kind_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +184,46 @@ def load_source_run(source_run, runs_dir):
     path = find_run(path.parent, path.name)
     config = load_json(path / "config.json")
     model_config = from_dict(ModelConfig, config.get("model") or config["config"]["model"], where=f"{path}/config.json")
-    try:
-        model = keras.saving.load_model(path / "model.keras", compile=False)
-    except Exception as error:  # a truncated or foreign file fails in many ways
-        raise RunError(f"cannot load {path / 'model.keras'} ({type(error).__name__}); train the run again") from None
+    model = load_model(path / "model.keras")
     return SourceRun(path=path, config=config, model_config=model_config, model=model)
 
 
-def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean, variance):
-    """Build the target model: kept (and maybe restored) source blocks plus a new head."""
+def check_same_input(source, target_info, strategy):
+    """Refuse a target whose input the source body cannot read.
+
+    Frames and token ids do not mix; and a restored embedding maps the
+    source's token ids, so a tokens target must use the source's vocabulary
+    (the run records its fingerprint).
+
+    Raises:
+        UserError: saying how to rebuild the target.
+    """
+    source_kind = "tokens" if has_embedding(source.model) else "frames"
+    if target_info.kind != source_kind:
+        raise UserError(f"the source run {source.path.name} was trained on {source_kind} but the target"
+                        f" {target_info.domain} holds {target_info.kind}; transfer needs the same kind of input")
+    if source_kind != "tokens" or not strategy.restore:
+        return
+    record = source.config.get("domain", {})
+    same = (record.get("vocab_fingerprint") == vocab_fingerprint(target_info.vocab) if "vocab_fingerprint" in record
+            else source.model.get_layer(EMBEDDING).input_dim == len(target_info.vocab))
+    if not same:
+        source_domain = record.get("name", "SOURCE")
+        raise UserError(
+            f"the target {target_info.domain} is encoded with another vocabulary ({len(target_info.vocab)} tokens)"
+            f" than the source run {source.path.name} ({record.get('vocab_size', '?')} tokens of"
+            f" {source_domain}), so the restored embedding would read the wrong words; rebuild it with"
+            f" `python -m data_prep text --input FILE --domain {target_info.domain} --vocab-from {source_domain}`"
+        )
+
+
+def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None, variance=None, vocab_size=None):
+    """Build the target model: kept (and maybe restored) source blocks plus a new head.
+
+    A token model's embedding belongs to the body: it is restored with the
+    blocks (the target must share the source's vocabulary, see
+    :func:`check_same_input`).
+    """
     if frame_shape[-1] != source.frame_shape[-1]:
         raise UserError(
             f"the target's frames {tuple(frame_shape)} have {frame_shape[-1]} channels but the source body takes"
@@ -198,28 +235,38 @@ def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean, vari
         # holds no weights), and with BatchNorm frozen by set_phase.
         config = replace(config, block_dropout=0.0, recurrent_dropout=0.0)
     model = build_classifier(config, frame_shape=frame_shape, n_classes=n_classes, mean=mean, variance=variance,
-                             kernel=block_kernel(source.model), name="convlstm_transfer")
+                             vocab_size=vocab_size, kernel=block_kernel(source.model), name="convlstm_transfer")
     if strategy.restore:
+        if vocab_size is not None:
+            model.get_layer(EMBEDDING).set_weights(source.model.get_layer(EMBEDDING).get_weights())
         for index in range(1, strategy.keep_blocks + 1):
             model.get_layer(block_name(index)).set_weights(source.model.get_layer(block_name(index)).get_weights())
     return model
 
 
 def set_phase(model, strategy, phase):
-    """Make exactly the phase's blocks trainable (all blocks for an unrestored body)."""
+    """Make exactly the phase's blocks trainable (all blocks for an unrestored body).
+
+    A token embedding sits below ``block_1`` and trains with it.
+    """
+    if has_embedding(model):
+        model.get_layer(EMBEDDING).trainable = not strategy.restore or 1 in phase.trainable_blocks
     for index, block in enumerate(body_blocks(model), start=1):
         block.trainable = not strategy.restore or index in phase.trainable_blocks
         if strategy.restore:
             block.get_layer("batch_norm").trainable = False
 
 
-def compile_for_phase(model, strategy, phase, *, lr, body_lr):
-    """Compile with the head at ``lr`` and trainable restored blocks at ``body_lr``."""
+def compile_for_phase(model, strategy, phase, *, lr, body_lr, jit="auto"):
+    """Compile with the head at ``lr`` and trainable restored blocks at ``body_lr``; ``jit`` as ``--jit``."""
     prefixes = [f"{block_name(i)}/" for i in phase.trainable_blocks] if strategy.restore else []
+    if prefixes and has_embedding(model) and 1 in phase.trainable_blocks:
+        prefixes.append(f"{EMBEDDING}/")
     model.compile(
         optimizer=LayerRateAdam(lr, scaled_prefixes=prefixes, scale=body_lr / lr),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit_compile(jit),
     )
 
 
@@ -260,6 +307,8 @@ def transfer(config, *, target_info=None, verbose="auto"):
             the source body cannot take, or the errors of :func:`train_source`.
     """
     config.validate()
+    # Before any other TensorFlow work (loading the source): the multi-worker strategy sets up the runtime.
+    distribution = distribute.make_strategy(config.distribute)
     source = load_source_run(config.source_run, config.runs_dir)
     strategy = parse_strategy(config.strategy, source.n_blocks, head_epochs=config.head_epochs)
     if len(strategy.phases) > 1 and config.epochs <= config.head_epochs:
@@ -270,8 +319,12 @@ def transfer(config, *, target_info=None, verbose="auto"):
     path = target_info.path
     name = config.name or default_run_name(source.path, config.target, config.strategy)
     check_run_name(name)
-    check_run_target(config.runs_dir, name, overwrite=config.overwrite)
-    augment.check_fits(config.augment, target_info.frame_shape[-1])
+    # Only the chief writes the run; other workers of a multi-worker run cannot see it.
+    chief = distribute.is_chief(config.distribute)
+    if chief:
+        check_run_target(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume)
+    check_augment_fits(config.augment, target_info)
+    check_same_input(source, target_info, strategy)
     backend.seed_everything(config.seed)
 
     labels, _ = read_labels(path, "train")
@@ -279,13 +332,14 @@ def transfer(config, *, target_info=None, verbose="auto"):
     if config.target_fraction is not None or config.target_per_class is not None:
         train_indices = subsample(labels, read_sampling_units(path, "train"), fraction=config.target_fraction,
                                   per_class=config.target_per_class, seed=config.seed)
-    if config.normalization == "source":
+    if config.normalization == "source" and target_info.kind == "frames":
         stats = source.config["normalization"]
-        mean, variance = np.asarray(stats["mean"]), np.asarray(stats["variance"])
+        inputs = {"mean": np.asarray(stats["mean"]), "variance": np.asarray(stats["variance"])}
     else:
-        mean, variance = channel_stats(path, "train", indices=train_indices)
-    model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
-                                 n_classes=target_info.n_classes, mean=mean, variance=variance)
+        inputs = input_arguments(target_info, indices=train_indices)
+    with distribute.scope(distribution), dtype_policy(config.mixed_precision):
+        model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
+                                     n_classes=target_info.n_classes, **inputs)
     use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
 
     run_config = {
@@ -298,17 +352,22 @@ def transfer(config, *, target_info=None, verbose="auto"):
                      "body_lr": config.effective_body_lr, "feature_cache": use_cache},
         "model": to_dict(replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])),
         "domain": {"name": target_info.domain, "path": str(path), "class_names": list(target_info.class_names),
-                   "frame_shape": list(target_info.frame_shape), "split_sizes": target_info.split_sizes},
+                   "frame_shape": list(target_info.frame_shape), "split_sizes": target_info.split_sizes,
+                   **kind_record(target_info)},
         "target_samples": {"n": int(len(train_indices)), "of": int(len(labels)),
                            "indices": train_indices.tolist()},
-        "normalization": {"from": config.normalization, "mean": np.asarray(mean).tolist(),
-                          "variance": np.asarray(variance).tolist()},
+        "normalization": ({"from": config.normalization, "mean": np.asarray(inputs["mean"]).tolist(),
+                           "variance": np.asarray(inputs["variance"]).tolist()}
+                          if target_info.kind == "frames" else None),
         "n_params": int(model.count_params()),
         "versions": backend.versions(),
     }
-    with RunDirectory(config.runs_dir, name, overwrite=config.overwrite) as run:
-        save_json(run.path / "config.json", run_config)
-        history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose)
+    run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
+                                 publish=chief)
+    with run_directory as run, distribute.scope(distribution):
+        run.save_config(run_config)
+        history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose,
+                                         checkpoint=Checkpoint.open(run.path))
         # The saved model is a plain classifier: every layer trainable (as a
         # source run's), with a stock optimizer so that plain
         # keras.saving.load_model reads it; building the optimizer now makes
@@ -316,7 +375,7 @@ def transfer(config, *, target_info=None, verbose="auto"):
         for layer in model.layers:
             layer.trainable = True
         model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+                      metrics=["accuracy"], jit_compile=jit_compile(config.jit))
         model.optimizer.build(model.trainable_variables)
         metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
                                     train_seconds=seconds, batch_size=config.batch_size,
@@ -325,8 +384,12 @@ def transfer(config, *, target_info=None, verbose="auto"):
     return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
-def _train_phases(model, strategy, config, path, train_indices, use_cache, verbose):
-    """Run the strategy's phases; return the joined history and the seconds spent."""
+def _train_phases(model, strategy, config, path, train_indices, use_cache, verbose, *, checkpoint):
+    """Run the strategy's phases; return the joined history and the seconds spent.
+
+    A resumed run skips the phases its checkpoint has finished (the
+    checkpoint holds their history) and continues the one it is in.
+    """
     history, total_seconds, epochs_left = {}, 0.0, config.epochs
     if use_cache:
         start = time.perf_counter()
@@ -336,12 +399,18 @@ def _train_phases(model, strategy, config, path, train_indices, use_cache, verbo
         train = DomainSequence(path, "train", batch_size=config.batch_size, indices=train_indices,
                                shuffle=True, seed=config.seed, augment=config.augment)
         val = DomainSequence(path, "val", batch_size=config.batch_size)
-    for phase in strategy.phases:
-        epochs = phase.epochs if phase.epochs is not None else epochs_left
-        set_phase(model, strategy, phase)
-        trained = head_model(model, train.x.shape[1:]) if use_cache else model
-        compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr)
-        phase_history, seconds = fit(trained, train, val, epochs=epochs, patience=config.patience, verbose=verbose)
+    for index, phase in enumerate(strategy.phases):
+        finished = checkpoint.finished_phase(index)
+        if finished is not None:
+            phase_history, seconds = finished.history, finished.seconds
+        else:
+            epochs = phase.epochs if phase.epochs is not None else epochs_left
+            set_phase(model, strategy, phase)
+            trained = head_model(model, train.x.shape[1:]) if use_cache else model
+            compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr,
+                              jit=config.jit)
+            phase_history, seconds = fit(trained, train, val, epochs=epochs, patience=config.patience,
+                                         verbose=verbose, checkpoint=checkpoint, phase=index)
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(values)
         total_seconds += seconds

@@ -7,12 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, make_splits
+from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, make_splits, write_tiny
 from convlstm_tl import domain as domain_module
 from convlstm_tl.domain import (
     FORMAT_VERSION,
     SplitArrays,
     channel_stats,
+    check_domain_name,
     domain_path,
     find_domain,
     iter_x,
@@ -21,6 +22,7 @@ from convlstm_tl.domain import (
     read_sampling_units,
     read_split,
     resolve_data_dir,
+    vocab_fingerprint,
     write_domain,
 )
 from convlstm_tl.errors import DomainFileError, UserError
@@ -278,7 +280,7 @@ def test_failed_write_keeps_existing_file_and_removes_temp(tmp_path, monkeypatch
     assert path.read_bytes() == before
 
     # A failure half way through writing: the temporary file goes, the old file stays.
-    def fail(group, arrays, kind):
+    def fail(group, arrays, kind, **options):
         raise OSError("disk full")
 
     monkeypatch.setattr(domain_module, "_write_split", fail)
@@ -495,3 +497,35 @@ def test_write_domain_refuses_values_that_overflow_float32(tmp_path):
     with pytest.raises(DomainFileError):
         _write(tmp_path / "big.h5", splits)
     assert not (tmp_path / "big.h5").exists()
+
+
+def test_compressed_file_reads_back_the_same(tmp_path):
+    splits = make_splits()
+    info = write_domain(tmp_path / "z.h5", splits, domain="z", class_names=CLASS_NAMES, provenance="test",
+                        compression="gzip")
+    with h5py.File(info.path) as f:
+        assert f["train"]["x"].compression == "gzip" and f["train"]["x"].chunks[0] == 1
+    np.testing.assert_array_equal(read_split(info.path, "val")[0], splits["val"].x)
+
+
+def test_vocab_fingerprint_depends_on_tokens_and_order():
+    assert vocab_fingerprint(["<pad>", "a", "b"]) == vocab_fingerprint(("<pad>", "a", "b"))
+    assert vocab_fingerprint(["<pad>", "a", "b"]) != vocab_fingerprint(["<pad>", "b", "a"])
+
+
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "..", "a\\b"])
+def test_check_domain_name_refuses_paths(name):
+    with pytest.raises(DomainFileError, match="plain name"):
+        check_domain_name(name)
+
+
+def test_written_file_has_the_usual_permissions(tmp_path):
+    """mkstemp makes private files; a domain file should be readable like any other the user writes."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        tiny = write_tiny(tmp_path / "data")
+    finally:
+        os.umask(old)
+    assert tiny.path.stat().st_mode & 0o777 == 0o644

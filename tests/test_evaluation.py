@@ -430,3 +430,20 @@ def test_cli_writes_and_prints_the_evaluation(world):
     expected = evaluation.cell("Src-Tgt-freeze", "Tgt")["accuracy"]
     assert json.loads((out / "evaluation.json").read_text())["results"]["Src-Tgt-freeze"]["Tgt"]["accuracy"] \
         == pytest.approx(expected)
+
+
+def test_input_problem_refuses_mixed_kinds_and_other_vocabularies():
+    from types import SimpleNamespace
+
+    from convlstm_tl.domain import vocab_fingerprint
+    from convlstm_tl.evaluation import input_problem
+
+    frames = SimpleNamespace(kind="frames", vocab=())
+    tokens = SimpleNamespace(kind="tokens", vocab=("<pad>", "<oov>", "good"))
+    assert input_problem({}, frames) is None  # runs from before kinds were recorded hold frames
+    assert "trained on frames" in input_problem({"kind": "frames"}, tokens)
+    assert "trained on tokens" in input_problem({"kind": "tokens"}, frames)
+    same = {"kind": "tokens", "vocab_fingerprint": vocab_fingerprint(tokens.vocab)}
+    assert input_problem(same, tokens) is None
+    other = {"kind": "tokens", "vocab_fingerprint": vocab_fingerprint(("<pad>", "<oov>", "bad"))}
+    assert "another vocabulary" in input_problem(other, tokens)

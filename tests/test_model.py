@@ -62,7 +62,7 @@ def test_kernel_is_1_by_k_for_1d_frames_else_k_by_k(frame_shape, kernel):
     for block in body_blocks(model):
         convlstm = block.get_layer("convlstm")
         assert tuple(convlstm.kernel_size) == kernel
-        assert tuple(convlstm.cell.kernel.shape[:2]) == kernel
+        assert tuple(convlstm.kernel.shape[:2]) == kernel
 
 
 def test_blocks_without_pool_or_dropout_by_default():
@@ -132,3 +132,26 @@ def test_save_and_reload_gives_identical_predictions(tmp_path, frame_shape):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=0, atol=1e-6)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(reloaded.get_layer("normalize").mean).ravel(), 0.5, rtol=1e-6)
+
+
+def test_token_model_starts_with_an_embedding():
+    model = build_classifier(_small(embedding_dim=7), frame_shape=(3, 1, 5, 1), n_classes=4, vocab_size=11)
+    names = [layer.name for layer in model.layers]
+    assert "embedding" in names and "normalize" not in names
+    assert names.index("embedding") < names.index(block_name(1))
+    assert model.get_layer("embedding").output.shape == (None, 3, 1, 5, 7)
+    assert model.get_layer("embedding").get_weights()[0].shape == (11, 7)
+    # (1, k) kernels: a sentence is a 1-D frame of word vectors.
+    assert tuple(body_blocks(model)[0].get_layer("convlstm").kernel_size) == (1, 3)
+    ids = np.random.default_rng(0).integers(0, 11, size=(2, 3, 1, 5, 1)).astype("int32")
+    assert model.predict(ids, verbose=0).shape == (2, 4)
+
+
+def test_token_model_needs_one_id_per_frame_position():
+    with pytest.raises(ValueError, match=r"\(T, 1, W, 1\)"):
+        build_classifier(_small(), frame_shape=(3, 2, 5, 1), n_classes=4, vocab_size=11)
+
+
+def test_frames_need_statistics():
+    with pytest.raises(ValueError, match="mean and variance"):
+        build_classifier(_small(), frame_shape=FRAMES_1D, n_classes=3)

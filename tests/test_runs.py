@@ -17,7 +17,7 @@ def test_publishes_on_success(tmp_path):
     runs = tmp_path / "runs"
     with RunDirectory(runs, "St") as run:
         assert run.path.parent == runs
-        assert run.path.name.startswith(".tmp-St-")
+        assert run.path.name == ".partial-St"
         # Nothing under the final name while the run is being written.
         assert not (runs / "St").exists()
         (run.path / "metrics.json").write_text("{}")

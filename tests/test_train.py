@@ -328,20 +328,20 @@ def test_cli_existing_run_needs_overwrite(shared_domain, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_interrupted_training_leaves_nothing(shared_domain, tmp_path):
-    """Ctrl-C during training: exit 130, no run and no temporary folder left."""
+def test_cli_interrupted_training_keeps_a_resumable_run(shared_domain, tmp_path):
+    """Ctrl-C during training: exit 130, one line, no run, and a .partial folder for --resume."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     args = ["--source", "Tiny", "--data-dir", str(shared_domain.data_dir), "--quiet", *TINY_FLAGS,
             "--epochs", "100000", "--patience", "0"]
     process = subprocess.Popen([sys.executable, "-m", "convlstm_tl.train", *args], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "runs" / ".partial-Tiny" / ".checkpoint.npz"
     try:
         deadline = time.monotonic() + 120
-        while not any(name.startswith(".tmp-") for name in _entries(tmp_path / "runs")):
+        while not checkpoint.exists():
             assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "training never started"
+            assert time.monotonic() < deadline, "training never saved a checkpoint"
             time.sleep(0.1)
-        time.sleep(1.0)  # let it get into the epochs
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
@@ -350,4 +350,7 @@ def test_cli_interrupted_training_leaves_nothing(shared_domain, tmp_path):
             process.wait()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert _entries(tmp_path / "runs") == []
+    assert stderr.splitlines() == [f"{PROG}: interrupted; the last finished epoch is saved in"
+                                   f" runs/.partial-Tiny, continue with --resume"]
+    assert _entries(tmp_path / "runs") == [".partial-Tiny"]
+    assert ".checkpoint.npz" in _entries(tmp_path / "runs" / ".partial-Tiny")
