@@ -40,7 +40,7 @@ import numpy as np
 
 from convlstm_tl.domain import SPLITS, SplitArrays, check_domain_name, resolve_data_dir, write_domain
 from convlstm_tl.errors import UserError
-from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, check_ratios, split_indices
+from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 from data_prep.windows import check_window_options, sliding_windows, to_frames
 
 logger = logging.getLogger(__name__)
@@ -280,10 +280,7 @@ def add_arguments(parser):
                         help=f"fraction of a window shared with the next, in [0, 1) (default: {DEFAULT_OVERLAP})")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                         help=f"frames per window; the frame width is window / frames (default: {DEFAULT_FRAMES})")
-    parser.add_argument("--val", type=float, default=DEFAULT_VAL, help=f"fraction for val (default: {DEFAULT_VAL})")
-    parser.add_argument("--test", type=float, default=DEFAULT_TEST,
-                        help=f"fraction for test (default: {DEFAULT_TEST})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    add_split_arguments(parser, of="the recordings")
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
 
 

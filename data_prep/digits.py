@@ -33,7 +33,7 @@ import numpy as np
 
 from convlstm_tl.domain import SPLITS, SplitArrays, resolve_data_dir, write_domain
 from convlstm_tl.errors import UserError
-from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, check_ratios, split_indices
+from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 
 logger = logging.getLogger(__name__)
 
@@ -323,11 +323,7 @@ def add_arguments(parser):
     parser.add_argument("--speed", type=_speed, default=DEFAULT_SPEED, metavar="LOW,HIGH",
                         help="speed range in pixels per frame (default: "
                              f"{DEFAULT_SPEED[0]:g},{DEFAULT_SPEED[1]:g})")
-    parser.add_argument("--val", type=float, default=DEFAULT_VAL,
-                        help=f"fraction of the images for val (default: {DEFAULT_VAL})")
-    parser.add_argument("--test", type=float, default=DEFAULT_TEST,
-                        help=f"fraction of the images for test (default: {DEFAULT_TEST})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the motion (default: 0)")
+    add_split_arguments(parser, of="the images", seed_help="seed of the split and the motion")
     parser.add_argument("--dtype", choices=("float16", "float32"), default=DEFAULT_DTYPE,
                         help=f"storage type of the frames (default: {DEFAULT_DTYPE})")
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")

@@ -41,7 +41,7 @@ import numpy as np
 
 from convlstm_tl.domain import SPLITS, SplitArrays, check_domain_name, resolve_data_dir, write_domain
 from convlstm_tl.errors import UserError
-from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, check_ratios, split_indices
+from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 
 logger = logging.getLogger(__name__)
 
@@ -294,11 +294,7 @@ def add_arguments(parser):
                         help=f"layout of x: {', '.join(LAYOUTS)} (default: {DEFAULT_LAYOUT})")
     parser.add_argument("--frame", type=int, default=None, metavar="W",
                         help="NTC only: time steps per frame; the series becomes T // W frames of 1 x W")
-    parser.add_argument("--val", type=float, default=DEFAULT_VAL,
-                        help=f"fraction for val when the file gives no splits (default: {DEFAULT_VAL})")
-    parser.add_argument("--test", type=float, default=DEFAULT_TEST,
-                        help=f"fraction for test when the file gives no splits (default: {DEFAULT_TEST})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    add_split_arguments(parser, of="the samples, when the file gives no splits")
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
 
 

@@ -33,6 +33,21 @@ def check_ratios(val, test):
     return 1.0 - val - test
 
 
+def add_split_arguments(parser, *, of="samples", seed_help="seed of the split"):
+    """Add ``--val``, ``--test`` and ``--seed`` (the options of :func:`split_indices`) to ``parser``.
+
+    Args:
+        parser: an ``argparse`` parser.
+        of: what the fractions are of, for the help text, e.g. ``"the images"``.
+        seed_help: help text of ``--seed``.
+    """
+    parser.add_argument("--val", type=float, default=DEFAULT_VAL,
+                        help=f"fraction of {of} for val (default: {DEFAULT_VAL})")
+    parser.add_argument("--test", type=float, default=DEFAULT_TEST,
+                        help=f"fraction of {of} for test (default: {DEFAULT_TEST})")
+    parser.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: 0)")
+
+
 def split_indices(labels, groups=None, *, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0, class_names=None):
     """Assign every sample to train, val or test, stratified by label.
 

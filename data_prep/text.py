@@ -54,7 +54,7 @@ from convlstm_tl.domain import (
     SPLITS, SplitArrays, check_domain_name, find_domain, open_domain, resolve_data_dir, write_domain,
 )
 from convlstm_tl.errors import UserError
-from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, check_ratios, split_indices
+from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 
 logger = logging.getLogger(__name__)
 
@@ -353,11 +353,7 @@ def add_arguments(parser):
     parser.add_argument("--min-count", type=int, default=DEFAULT_MIN_COUNT,
                         help=f"occurrences a training word needs to get an id (default: {DEFAULT_MIN_COUNT})")
     parser.add_argument("--keep-case", action="store_true", help="do not lower-case words")
-    parser.add_argument("--val", type=float, default=DEFAULT_VAL,
-                        help=f"fraction for val without a split column (default: {DEFAULT_VAL})")
-    parser.add_argument("--test", type=float, default=DEFAULT_TEST,
-                        help=f"fraction for test without a split column (default: {DEFAULT_TEST})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    add_split_arguments(parser, of="the sentences, without a split column")
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
 
 
