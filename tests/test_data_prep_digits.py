@@ -111,6 +111,17 @@ def test_build_domain_is_reproducible_and_seed_dependent():
     assert any(not np.array_equal(first[n].group, other[n].group) for n in SPLITS)
 
 
+def test_chunks_are_bounded_and_do_not_change_the_sequences():
+    images, labels = _images(4)
+    whole = build_digit_domain(images, labels, canvas=10, frames=3, per_image=2, seed=1)
+    chunks = list(digits.iter_digit_chunks(images, labels, canvas=10, frames=3, per_image=2, seed=1, chunk=7))
+    assert max(len(arrays.y) for _, arrays in chunks) == 7
+    for name in SPLITS:
+        parts = [arrays for split, arrays in chunks if split == name]
+        np.testing.assert_array_equal(np.concatenate([p.x for p in parts]), whole[name].x)
+        np.testing.assert_array_equal(np.concatenate([p.group for p in parts]), whole[name].group)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--canvas", "28"], "smaller than the canvas"),
     (["--digit-size", "0"], "digit_size must be a positive"),
