@@ -139,24 +139,25 @@ def test_out_of_range_batch_and_bad_batch_size(indexed_path):
 
 
 def test_reads_only_the_batch(indexed_path, monkeypatch):
-    """A batch reads batch_size samples of x and y from the file, never the whole split."""
-    reads = []
-    original = h5py.Dataset.__getitem__
+    """A batch reads batch_size samples of x from the file, never the whole split (labels are kept in memory)."""
+    rows_read = []
+    original_read, original_getitem = h5py.Dataset.read_direct, h5py.Dataset.__getitem__
 
-    def spy(self, key):
-        result = original(self, key)
-        reads.append((self.name, np.shape(result)))
-        return result
+    def spy_read(self, array, source_sel=None, dest_sel=None):
+        rows_read.append((self.name, source_sel))
+        return original_read(self, array, source_sel, dest_sel)
+
+    def spy_getitem(self, key):
+        rows_read.append((self.name, key))
+        return original_getitem(self, key)
 
     sequence = DomainSequence(indexed_path, "train", batch_size=6, shuffle=True, seed=2)
-    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    monkeypatch.setattr(h5py.Dataset, "read_direct", spy_read)
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy_getitem)
     x, y = sequence[3]
-    x_reads = [shape for name, shape in reads if name == "/train/x"]
-    y_reads = [shape for name, shape in reads if name == "/train/y"]
-    assert x_reads and y_reads
-    assert sum(shape[0] for shape in x_reads) == 6
-    assert sum(shape[0] for shape in y_reads) == 6
-    assert x.shape[0] == 6
+    assert {name for name, _ in rows_read} == {"/train/x"}
+    assert sum(sel.stop - sel.start for _, sel in rows_read) == 6
+    assert x.shape[0] == 6 and y.shape == (6,)
 
 
 def test_pickling_drops_the_file_handle(indexed_path):
@@ -178,3 +179,16 @@ def test_pickling_drops_the_file_handle(indexed_path):
     np.testing.assert_array_equal(sequence[0][1], first[1])
     sequence.close()
     clone.close()
+
+
+@pytest.mark.parametrize("rows", [[], [3], [0, 1, 2, 3], [1, 4, 5, 6, 9, 11], [0, 2, 4, 47]])
+def test_read_rows_equals_a_point_selection(tiny_domain, rows):
+    import h5py
+
+    from convlstm_tl.dataset import read_rows
+
+    with h5py.File(tiny_domain.path, "r") as f:
+        x = f["train"]["x"]
+        got = read_rows(x, rows)
+        assert got.shape == (len(rows), *x.shape[1:]) and got.dtype == x.dtype
+        np.testing.assert_array_equal(got, tiny_domain.splits["train"].x[rows])
