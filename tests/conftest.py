@@ -85,3 +85,15 @@ def tiny_domain_2d(tmp_path):
 def shared_domain(tmp_path_factory):
     """A tiny 1-D domain shared by the training tests (read only)."""
     return write_tiny(tmp_path_factory.mktemp("shared") / "data")
+
+
+def data_prep_error_line(argv, capsys):
+    """Run ``python -m data_prep ARGV`` in-process; assert exit 2 with exactly one stderr line, and return it."""
+    from data_prep.__main__ import main
+
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m data_prep") and "Traceback" not in captured.err, \
+        captured.err
+    return lines[0]

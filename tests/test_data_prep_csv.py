@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import data_prep_error_line
 from convlstm_tl.domain import open_domain, read_split
 from data_prep import csv_series, watch, windows
 from data_prep.__main__ import main
@@ -27,12 +28,6 @@ def write_csv(path, *, subjects=6, rows=40, header="subject,activity,t,ax,ay", d
     return path
 
 
-def _error_line(argv, capsys):
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    return lines[0]
 
 
 def test_windowing_helpers_are_shared_with_watch():
@@ -113,7 +108,7 @@ def _argv(path, out, *options):
 ])
 def test_bad_options_exit_2(options, message, tmp_path, capsys):
     path = write_csv(tmp_path / "in.csv", rows=40)
-    assert message in _error_line(_argv(path, tmp_path / "data", "--window", "10", "--frames", "5", *options),
+    assert message in data_prep_error_line(_argv(path, tmp_path / "data", "--window", "10", "--frames", "5", *options),
                                   capsys)
     assert not (tmp_path / "data").exists()
 
@@ -131,18 +126,18 @@ def test_bad_rows_exit_2_with_the_line(edit, message, tmp_path, capsys):
     lines = path.read_text().splitlines()
     edit(lines)
     path.write_text("\n".join(lines) + "\n")
-    assert message in _error_line(_argv(path, tmp_path, "--window", "10", "--frames", "5"), capsys)
+    assert message in data_prep_error_line(_argv(path, tmp_path, "--window", "10", "--frames", "5"), capsys)
 
 
 def test_too_few_groups_or_classes_exit_2(tmp_path, capsys):
     path = write_csv(tmp_path / "two.csv", subjects=2, rows=40)
-    assert "too few to split" in _error_line(_argv(path, tmp_path, "--window", "10", "--frames", "5"), capsys)
+    assert "too few to split" in data_prep_error_line(_argv(path, tmp_path, "--window", "10", "--frames", "5"), capsys)
     lines = [line for line in write_csv(tmp_path / "one.csv").read_text().splitlines() if ",sit," not in line
              and ",walk," not in line]
     (tmp_path / "one.csv").write_text("\n".join(lines))
-    assert "at least 2" in _error_line(_argv(tmp_path / "one.csv", tmp_path, "--window", "10", "--frames", "5"),
+    assert "at least 2" in data_prep_error_line(_argv(tmp_path / "one.csv", tmp_path, "--window", "10", "--frames", "5"),
                                        capsys)
-    assert "not found" in _error_line(_argv(tmp_path / "none.csv", tmp_path), capsys)
+    assert "not found" in data_prep_error_line(_argv(tmp_path / "none.csv", tmp_path), capsys)
 
 
 def test_cli_writes_and_reports(tmp_path, capsys):

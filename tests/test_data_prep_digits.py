@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import data_prep_error_line
 from convlstm_tl.domain import open_domain, read_labels, read_split
 from data_prep import digits
 from data_prep.__main__ import main
@@ -21,12 +22,6 @@ def _images(n_per_class=4, size=6, seed=0):
     return images, labels
 
 
-def _assert_one_line_exit_2(argv, capsys):
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m data_prep") and "Traceback" not in captured.err
-    return lines[0]
 
 
 def test_resize_keeps_constants_and_shape():
@@ -134,7 +129,7 @@ def test_chunks_are_bounded_and_do_not_change_the_sequences():
     (["--domains", "mnist,emnist"], "domains must be some of"),
 ])
 def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
-    line = _assert_one_line_exit_2(["digits", "--out", str(tmp_path / "data"), *argv], capsys)
+    line = data_prep_error_line(["digits", "--out", str(tmp_path / "data"), *argv], capsys)
     assert message in line
     assert not (tmp_path / "data").exists()
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import data_prep_error_line
 from convlstm_tl.domain import open_domain, read_labels, read_split
 from data_prep.__main__ import main
 from data_prep.npz import prepare_npz, to_thwc
@@ -12,12 +13,6 @@ from data_prep.npz import prepare_npz, to_thwc
 SPLITS = ("train", "val", "test")
 
 
-def _error_line(argv, capsys):
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    return lines[0]
 
 
 def _coded(shape, n=60):
@@ -145,7 +140,7 @@ Y = np.arange(30) % 3
 ])
 def test_bad_input_exits_2_with_one_line(arrays, options, message, tmp_path, capsys):
     argv = ["npz", "--input", _bad(tmp_path, **arrays), "--domain", "bad", "--out", str(tmp_path), *options]
-    assert message in _error_line(argv, capsys)
+    assert message in data_prep_error_line(argv, capsys)
     assert not (tmp_path / "bad.h5").exists()
 
 
@@ -158,7 +153,7 @@ def test_unreadable_inputs_exit_2(tmp_path, capsys):
     for name, message in (("ragged.npz", "object arrays"), ("text.npz", "not a"), ("single.npy", "single array"),
                           ("missing.npz", "not found")):
         argv = ["npz", "--input", str(tmp_path / name), "--domain", "bad", "--out", str(tmp_path)]
-        assert message in _error_line(argv, capsys)
+        assert message in data_prep_error_line(argv, capsys)
 
 
 def test_cli_writes_and_reports(tmp_path, capsys):

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from conftest import data_prep_error_line
 from convlstm_tl.domain import open_domain, read_labels, read_split
 from convlstm_tl.errors import UserError
-from data_prep.__main__ import main
 from data_prep.text import OOV_ID, PAD_ID, build_vocab, encode, parse_line, prepare_text, read_examples
 
 SPLITS = ("train", "val", "test")
@@ -37,12 +37,6 @@ def write_text_file(path, n=60, *, seed=0, extra_words=(), split_column=False):
     return path
 
 
-def _error_line(argv, capsys):
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    return lines[0]
 
 
 def test_parse_line_keeps_words_and_distances():
@@ -158,7 +152,7 @@ def test_vocab_from_encodes_with_the_source_vocab(tmp_path):
 ])
 def test_bad_files_exit_2_with_one_line(content, message, tmp_path, capsys):
     (tmp_path / "bad.tsv").write_text(content)
-    line = _error_line(["text", "--input", str(tmp_path / "bad.tsv"), "--domain", "bad", "--out", str(tmp_path)],
+    line = data_prep_error_line(["text", "--input", str(tmp_path / "bad.tsv"), "--domain", "bad", "--out", str(tmp_path)],
                        capsys)
     assert message in line
     assert not (tmp_path / "bad.h5").exists()
@@ -177,9 +171,9 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, tiny_domain):
         (["text", "--domain", "x"], "--input"),
     ]
     for argv, message in cases:
-        assert message in _error_line(argv, capsys)
+        assert message in data_prep_error_line(argv, capsys)
     (tmp_path / "latin1.tsv").write_bytes("caf\xe9|NN|0|0\te\tPositive\n".encode("latin-1"))
-    assert "not UTF-8" in _error_line(["text", "--input", str(tmp_path / "latin1.tsv"), "--domain", "x"], capsys)
+    assert "not UTF-8" in data_prep_error_line(["text", "--input", str(tmp_path / "latin1.tsv"), "--domain", "x"], capsys)
 
 
 @pytest.mark.slow
