@@ -124,6 +124,7 @@ class TrainConfig:
 
 
 NORMALIZATIONS = ("target", "source")
+HEAD_INITS = ("new", "source")
 
 
 @dataclass
@@ -147,6 +148,7 @@ class TransferConfig:
     target_fraction: float | None = None  # keep this fraction of the target's training split
     target_per_class: int | None = None  # or this many samples per class
     cache_features: bool = True  # train the head on cached body outputs when the body is frozen
+    head_init: str = "new"  # new: random head; source: start from the source's head (same classes only)
     overwrite: bool = False
     resume: bool = False  # continue the interrupted run of the same name from its last epoch
     distribute: str = "none"  # none | mirrored (local GPUs) | multiworker (TF_CONFIG); batch_size is global
@@ -168,6 +170,8 @@ class TransferConfig:
         _check_range("patience", self.patience, 0, None)
         _check_run_control(self)
         _check_compute(self)
+        if self.head_init not in HEAD_INITS:
+            raise ConfigError(f"head_init must be one of {HEAD_INITS}. Received: head_init={self.head_init!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ConfigError(
                 f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}"

@@ -23,7 +23,7 @@ PROG = "python -m convlstm_tl.train"
 _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed", "overwrite",
                 "resume", "distribute", "mixed_precision", "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
-                  "cache_features")
+                  "cache_features", "head_init")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
                  "augment_spatial_shift": "spatial_shift", "augment_rotate": "rotate"}
 # flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
@@ -101,6 +101,9 @@ def parse_args(argv=None):
                           help="normalization statistics: the target's training samples (default) or the source's")
     transfer.add_argument("--target-fraction", type=float, help="keep this fraction of the target's training split")
     transfer.add_argument("--target-per-class", type=int, help="keep about this many training samples per class")
+    transfer.add_argument("--head-init", choices=("new", "source"),
+                          help="new: a random head (default); source: start from the source run's head, when the"
+                               " target has the source's classes in the same order")
     transfer.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None,
                           help="train the head on cached body outputs when the body stays frozen (default on)")
     return parser.parse_args(argv)

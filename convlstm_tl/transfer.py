@@ -244,6 +244,32 @@ def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None,
     return model
 
 
+def init_head_from_source(model, source, strategy, class_names):
+    """Start the new head from the source run's head instead of random weights.
+
+    Only meaningful when the target predicts the source's classes in the
+    source's order and the kept body gives the head the features it was
+    trained on: with 10% of a similar target, a random head trained on a few
+    dozen samples can lose much of what the source's head knew.
+
+    Raises:
+        ConfigError: for a strategy that restores nothing, other classes, or
+            a cut body whose features the source's head does not take.
+    """
+    if not strategy.restore:
+        raise ConfigError(f"--head-init source needs a strategy that restores the body, not {strategy.spec!r}")
+    source_classes = (source.config.get("domain") or {}).get("class_names")
+    if source_classes != [str(name) for name in class_names]:
+        raise ConfigError(f"--head-init source needs the target's classes to be the source's, in the same order;"
+                          f" source run {source.path.name} has {source_classes}, the target {list(class_names)}")
+    for layer in head_layers(model):
+        weights = source.model.get_layer(layer.name).get_weights()
+        if [w.shape for w in weights] != [w.shape for w in layer.get_weights()]:
+            raise ConfigError(f"--head-init source: the source's {layer.name} does not fit the features of"
+                              f" {strategy.spec!r} (a cut body gives other features); drop --head-init source")
+        layer.set_weights(weights)
+
+
 def set_phase(model, strategy, phase):
     """Make exactly the phase's blocks trainable (all blocks for an unrestored body).
 
@@ -340,6 +366,8 @@ def transfer(config, *, target_info=None, verbose="auto"):
     with distribute.scope(distribution), dtype_policy(config.mixed_precision):
         model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
                                      n_classes=target_info.n_classes, **inputs)
+    if config.head_init == "source":
+        init_head_from_source(model, source, strategy, target_info.class_names)
     use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
 
     run_config = {

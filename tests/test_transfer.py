@@ -736,3 +736,45 @@ def test_cli_errors_leave_nothing_behind(world, cli_runs):
     for name in [*CLI_ERRORS, "ok"]:
         cli_runs(name)
     assert sorted(p.name for p in world.runs_dir.iterdir()) == ["Broken", "Src", "Src-Tgt-cut1"]
+
+
+# ------------------------------------------------------------ head from source
+
+
+def _with_classes(source, class_names):
+    return SourceRun(path=source.path, config={"domain": {"class_names": list(class_names)}},
+                     model_config=source.model_config, model=source.model)
+
+
+def test_head_init_source_starts_as_the_source_model(fake_source):
+    """Same classes, whole body frozen, same normalization: before training it predicts what the source does."""
+    source = _with_classes(fake_source, SOURCE_CLASSES)
+    strategy, model = _build(source, "freeze", n_classes=len(SOURCE_CLASSES))
+    transfer_module.init_head_from_source(model, source, strategy, SOURCE_CLASSES)
+    for layer in head_layers(model):
+        assert _equal(layer.get_weights(), source.model.get_layer(layer.name).get_weights())
+    x = _x()
+    np.testing.assert_allclose(model.predict(x, verbose=0), source.model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("spec, classes, fragment", [
+    ("freeze", SOURCE_CLASSES[::-1], "same order"),
+    ("freeze", TARGET_CLASSES, "same order"),
+    ("scratch", SOURCE_CLASSES, "restores the body"),
+])
+def test_head_init_source_refuses_what_it_cannot_mean(fake_source, spec, classes, fragment):
+    source = _with_classes(fake_source, SOURCE_CLASSES)
+    strategy, model = _build(source, spec, n_classes=len(classes))
+    with pytest.raises(ConfigError, match=fragment):
+        transfer_module.init_head_from_source(model, source, strategy, classes)
+
+
+def test_head_init_source_is_recorded_and_trains(world):
+    """A transfer to a domain with the source's classes, from the source's head, writes a complete run."""
+    result = transfer(TransferConfig(target="Src", source_run=str(world.source_dir), strategy="freeze",
+                                     head_init="source", data_dir=str(world.data_dir),
+                                     runs_dir=str(world.root / "runs-head-init"), epochs=1, batch_size=16, lr=LR,
+                                     patience=0), verbose=0)
+    recorded = json.loads((result.run_dir / "config.json").read_text())
+    assert recorded["config"]["head_init"] == "source"
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0 and result.metrics["source_test"]["domain"] == "Src"
