@@ -141,12 +141,18 @@ def check_augment_fits(config, info):
     augment.check_fits(config, info.frame_shape[-1])
 
 
-def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), checkpoint=None, phase=0):
+def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), checkpoint=None, phase=0,
+        keep_start=False):
     """Fit, keeping the weights of the epoch with the lowest validation loss.
 
     ``patience`` epochs without improvement stop training early; 0 turns
     early stopping off but still restores the best epoch's weights, so a run
     always saves its best model.
+
+    With ``keep_start``, the weights fit starts from are a candidate too
+    (epoch 0): if no epoch improves on their validation loss, fit returns
+    them. This is for a start that is already a whole model, such as a
+    transfer that begins with the source's head.
 
     With a :class:`~convlstm_tl.checkpoint.Checkpoint`, the training state is
     saved after every epoch; if the checkpoint is already in phase ``phase``
@@ -163,6 +169,10 @@ def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), ch
                                             restore_best_weights=True, verbose=0)
     if resuming:
         checkpoint.restore(model, early_stopping)
+    elif keep_start:
+        start_loss = model.evaluate(distribute.fit_input(model, val), verbose=0, return_dict=True)["loss"]
+        early_stopping.set_state({"best": float(start_loss), "best_epoch": -1, "wait": 0, "stopped_epoch": 0},
+                                 model.get_weights())
     # The sample order of an epoch is seeded by its number, counted over all phases.
     train.set_epoch(checkpoint.epochs_done)
     # After early stopping, so that the checkpoint holds its state of the epoch.
@@ -178,6 +188,8 @@ def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), ch
     model.fit(train_input, validation_data=distribute.fit_input(model, val), shuffle=train_input is train,
               initial_epoch=record.epochs, epochs=record.epochs if record.stopped else epochs, callbacks=callbacks,
               verbose=verbose)
+    if early_stopping.best_epoch < 0:
+        log.info("no epoch improved on the starting weights' validation loss: keeping them")
     return record.history, record.seconds
 
 

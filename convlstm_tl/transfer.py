@@ -437,8 +437,11 @@ def _train_phases(model, strategy, config, path, train_indices, use_cache, verbo
             trained = head_model(model, train.x.shape[1:]) if use_cache else model
             compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr,
                               jit=config.jit)
+            # Started from the source's head, the untrained model is a candidate: a few target
+            # labels must not make it worse than the source model already is.
             phase_history, seconds = fit(trained, train, val, epochs=epochs, patience=config.patience,
-                                         verbose=verbose, checkpoint=checkpoint, phase=index)
+                                         verbose=verbose, checkpoint=checkpoint, phase=index,
+                                         keep_start=config.head_init == "source" and index == 0)
         for key, values in phase_history.items():
             history.setdefault(key, []).extend(values)
         total_seconds += seconds

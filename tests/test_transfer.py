@@ -22,7 +22,7 @@ import convlstm_tl.transfer as transfer_module
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.domain import SplitArrays, channel_stats, read_labels, read_sampling_units, read_split, write_domain
 from convlstm_tl.errors import ConfigError, RunError, UserError
-from convlstm_tl.model import block_name, body_blocks, build_classifier, head_layers
+from convlstm_tl.model import block_name, body_blocks, build_classifier, head_layers, load_model
 from convlstm_tl.sampling import subsample
 from convlstm_tl.train import build_transfer_config, parse_args
 from convlstm_tl.training import train_source
@@ -778,3 +778,15 @@ def test_head_init_source_is_recorded_and_trains(world):
     recorded = json.loads((result.run_dir / "config.json").read_text())
     assert recorded["config"]["head_init"] == "source"
     assert 0.0 <= result.metrics["accuracy"] <= 1.0 and result.metrics["source_test"]["domain"] == "Src"
+
+
+def test_head_init_source_keeps_the_start_when_no_epoch_beats_it(world):
+    """A learning rate that wrecks the head in one step: the run keeps the source's head, not epoch 1's."""
+    result = transfer(TransferConfig(target="Src", source_run=str(world.source_dir), strategy="freeze",
+                                     head_init="source", data_dir=str(world.data_dir),
+                                     runs_dir=str(world.root / "runs-keep-start"), epochs=2, batch_size=16, lr=1e3,
+                                     patience=0), verbose=0)
+    source_model = load_model(world.source_dir / "model.keras")
+    for layer in head_layers(result.model):
+        assert _equal(layer.get_weights(), source_model.get_layer(layer.name).get_weights()), layer.name
+    assert len(result.history["val_loss"]) == 2
