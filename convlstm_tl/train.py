@@ -103,7 +103,8 @@ def parse_args(argv=None):
     transfer.add_argument("--target-per-class", type=int, help="keep about this many training samples per class")
     transfer.add_argument("--head-init", choices=("new", "source"),
                           help="new: a random head (default); source: start from the source run's head, when the"
-                               " target has the source's classes in the same order")
+                               " target has the source's classes in the same order; the start is itself a"
+                               " candidate for early stopping (with --normalization source it is the source model)")
     transfer.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None,
                           help="train the head on cached body outputs when the body stays frozen (default on)")
     return parser.parse_args(argv)

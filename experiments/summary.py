@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 # Result columns aggregated per setting.
-METRICS = ("accuracy", "macro_f1", "source_accuracy", "train_seconds", "epochs_run")
+METRICS = ("accuracy", "macro_f1", "source_accuracy", "n_train", "train_seconds", "epochs_run")
 
 
 def summarize(rows, axes):
@@ -72,7 +72,8 @@ def summary_markdown(grid, summary, best):
         lines += [grid.description, ""]
     lines += [f"Seeds: {', '.join(map(str, grid.seeds))}. Accuracy and macro-F1 on the test split, in %,"
               " mean ± std over seeds; source kept: accuracy the transferred model keeps on the source's test"
-              " split; seconds: training time.", ""]
+              " split; labelled: target training samples used (subsets take whole recordings or groups, so"
+              " two small fractions can round to the same subset); seconds: training time.", ""]
     for study in grid.studies:
         entries = [entry for entry in summary if entry["study"] == study]
         if not entries:
@@ -81,12 +82,13 @@ def summary_markdown(grid, summary, best):
         lines += [f"## {study}", ""]
         if grid.studies[study].description:
             lines += [grid.studies[study].description, ""]
-        header = [*axes, "n", "accuracy", "macro-F1", "source kept", "seconds", "epochs"]
+        header = [*axes, "n", "accuracy", "macro-F1", "source kept", "labelled", "seconds", "epochs"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for entry in entries:
             cells = [str(entry["setting"].get(axis, "")) for axis in axes]
             cells += [str(entry["n"]), _pm(entry, "accuracy", 100), _pm(entry, "macro_f1", 100),
-                      _pm(entry, "source_accuracy", 100), _pm(entry, "train_seconds", 1, digits=1),
+                      _pm(entry, "source_accuracy", 100), _pm(entry, "n_train", 1, digits=0),
+                      _pm(entry, "train_seconds", 1, digits=1),
                       _pm(entry, "epochs_run", 1, digits=1)]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Best setting (highest mean accuracy):", ""]

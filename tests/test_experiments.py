@@ -153,6 +153,9 @@ def test_run_writes_results_and_resume_skips_finished_cells(tmp_path, capsys):
     assert [row["feature_cache"] for row in rows] == ["True", "True", "False", "False"]
     summary = (out / "summary.md").read_text()
     assert "| strategy | target_fraction | n | accuracy |" in summary and "- target_fraction=0.5: **strategy=" in summary
+    # The labelled samples each setting trained on: what a fraction resolved to.
+    assert "| labelled | seconds |" in summary and "| freeze | 0.5 | 1 |" in summary
+    assert [line.split(" | ")[6] for line in summary.splitlines() if line.startswith("| freeze |")] == ["24", "48"]
     for plot in ("accuracy", "seconds", "curves"):
         assert (out / "plots" / f"tiny-{plot}.png").stat().st_size > 0
     assert (out / "runs" / expand_grid(grid)[0].source_config.name / "model.keras").is_file()
