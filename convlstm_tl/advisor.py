@@ -38,9 +38,12 @@ from convlstm_tl.sampling import subsample
 
 log = logging.getLogger(__name__)
 
-# A domain classifier that errs on at least a quarter of the samples (PAD <= 1)
-# means the body's features of the two domains overlap a lot: "similar".
-SIMILAR_MAX_PAD = 1.0
+# A linear domain classifier on deep features tells even close domains apart
+# often: St -> ms measured PAD 1.14-1.26 although the source model alone scores
+# 90% on ms, while mnist -> optdigits measured 2.00 (zero-shot 35-47%). A
+# classifier that still errs on an eighth of the samples (PAD <= 1.5) means
+# "similar"; calibrated on those two pairs, so it is a rule of thumb.
+SIMILAR_MAX_PAD = 1.5
 # Labelled target samples per class from which fine-tuning the whole body pays
 # off rather than overfits: "large".
 LARGE_MIN_PER_CLASS = 50
