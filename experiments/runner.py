@@ -11,7 +11,8 @@ A cell's run is named after its strategy, seed and a hash of its settings
 (see :mod:`experiments.grid`), so a cell is finished exactly when that run
 directory exists (runs are published whole, see :mod:`convlstm_tl.runs`):
 running the grid again skips it, and a cell whose settings changed gets a
-new run. Cells that resolve to the same config share one run.
+new run. Cells that resolve to the same config share one run. A cell that an
+interrupted grid left half-done is resumed from its last saved epoch.
 """
 
 import csv
@@ -23,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from convlstm_tl.config import TransferConfig, load_json
-from convlstm_tl.runs import find_run
+from convlstm_tl.runs import find_run, partial_path
 from experiments import plots
 from experiments.grid import expand_grid, slug
 from experiments.summary import best_settings, summarize, summary_markdown
@@ -202,18 +203,30 @@ def _run_cell(cell, cell_runs, data_dir, source_run, verbose):
     from convlstm_tl.training import train_source
     from convlstm_tl.transfer import transfer
 
-    # overwrite: a cell left half-done by an interrupted grid starts again.
-    where = {"runs_dir": str(cell_runs), "data_dir": data_dir or "", "overwrite": True}
     if cell.source_config is not None and not _finished(cell_runs / cell.source_config.name):
         log.info("training source run %s", cell.source_config.name)
-        train_source(replace(cell.source_config, **where), verbose=verbose)
-    config = replace(cell.config, **where)
+        train_source(replace(cell.source_config, **_placement(cell_runs, cell.source_config.name, data_dir)),
+                     verbose=verbose)
+    config = replace(cell.config, **_placement(cell_runs, cell.run_name, data_dir))
     log.info("running %s (study %s, seed %d)", cell.run_name, cell.study, cell.seed)
     if isinstance(config, TransferConfig):
         if source_run is not None:
             config = replace(config, source_run=str(source_run))
         return transfer(config, verbose=verbose)
     return train_source(config, verbose=verbose)
+
+
+def _placement(cell_runs, name, data_dir):
+    """Run options for run ``name`` of a grid: where it goes, and whether to resume it.
+
+    A run an interrupted grid left with saved epochs is continued from its
+    last one (``--resume``); one that saved none starts again.
+    """
+    from convlstm_tl.checkpoint import Checkpoint
+
+    resumable = Checkpoint(partial_path(cell_runs, name)).path.is_file()
+    return {"runs_dir": str(cell_runs), "data_dir": data_dir or "", "overwrite": not resumable,
+            "resume": resumable}
 
 
 def _rows(grid, plan):

@@ -7,9 +7,10 @@ import shutil
 import pytest
 from conftest import write_tiny
 
+from convlstm_tl.checkpoint import Checkpoint
 from convlstm_tl.cli import run_main
 from convlstm_tl.config import TransferConfig
-from convlstm_tl.errors import ConfigError
+from convlstm_tl.errors import ConfigError, Interrupted
 from experiments.__main__ import PROG, main
 from experiments.advise_check import check_advice
 from experiments.grid import expand_grid, load_grid, parse_grid
@@ -185,3 +186,42 @@ def test_run_writes_results_and_resume_skips_finished_cells(tmp_path, capsys):
     assert main(["run", str(grid_file), "--dry-run", "--runs-dir", str(runs)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("done  tiny:") == 4 and "4 cells, 4 finished, 0 to run" in listing
+
+
+@pytest.mark.slow
+def test_an_interrupted_cell_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """Ctrl-C after a cell's first epoch: the next run of the grid continues that run, not a new one."""
+    data = tmp_path / "data"
+    write_tiny(data)
+    write_tiny(data, name="Target", seed=1)
+    grid_file = tmp_path / "tiny.json"
+    grid_file.write_text(json.dumps({
+        "name": "tiny", "source": {"config": TINY_SOURCE}, "base": {"target": "Target", "epochs": 2, "patience": 0},
+        "seeds": [0], "axes": {"strategy": ["finetune"]},
+    }))
+    grid = load_grid(grid_file)
+    runs = tmp_path / "runs"
+    real_save, real_restore = Checkpoint.save, Checkpoint.restore
+    saves, restores = [], []
+
+    def save_then_interrupt(self, model, early_stopping):
+        real_save(self, model, early_stopping)
+        saves.append(self.path)
+        if len(saves) == 2:  # the source run's only epoch, then the cell's first
+            raise KeyboardInterrupt
+
+    def counted_restore(self, model, early_stopping):
+        restores.append(self.path)
+        return real_restore(self, model, early_stopping)
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
+    with pytest.raises(Interrupted):
+        run_grid(grid, runs_dir=runs, data_dir=str(data), progress=False)
+    cell = expand_grid(grid)[0]
+    assert saves[-1].parent.name == f".partial-{cell.run_name}" and saves[-1].is_file()
+
+    monkeypatch.setattr(Checkpoint, "save", real_save)
+    monkeypatch.setattr(Checkpoint, "restore", counted_restore)
+    again = run_grid(grid, runs_dir=runs, data_dir=str(data), progress=False)
+    assert again.trained == 1 and restores == [saves[-1]]
+    assert [int(row["epochs_run"]) for row in again.rows] == [2]
