@@ -124,18 +124,23 @@ def test_bad_grid_file_is_one_line_and_exit_2(tmp_path, capsys):
 # ------------------------------------------------------------- run and resume
 
 
-@pytest.mark.slow
-def test_run_writes_results_and_resume_skips_finished_cells(tmp_path, capsys):
+def _tiny_grid(tmp_path, base, axes):
+    """Domains Tiny and Target, and a one-seed grid ``tiny`` over ``axes``: ``(data, grid_file, grid, runs)``."""
     data = tmp_path / "data"
     write_tiny(data)
     write_tiny(data, name="Target", seed=1)
     grid_file = tmp_path / "tiny.json"
     grid_file.write_text(json.dumps({
-        "name": "tiny", "source": {"config": TINY_SOURCE}, "base": {"target": "Target", "epochs": 1},
-        "seeds": [0], "axes": {"strategy": ["freeze", "scratch"], "target_fraction": [0.5, 1.0]},
+        "name": "tiny", "source": {"config": TINY_SOURCE}, "base": {"target": "Target", **base}, "seeds": [0],
+        "axes": axes,
     }))
-    grid = load_grid(grid_file)
-    runs = tmp_path / "runs"
+    return data, grid_file, load_grid(grid_file), tmp_path / "runs"
+
+
+@pytest.mark.slow
+def test_run_writes_results_and_resume_skips_finished_cells(tmp_path, capsys):
+    data, grid_file, grid, runs = _tiny_grid(tmp_path, {"epochs": 1}, {"strategy": ["freeze", "scratch"],
+                                                                       "target_fraction": [0.5, 1.0]})
 
     result = run_grid(grid, runs_dir=runs, data_dir=str(data), progress=False)
     assert (result.trained, result.skipped, result.pending) == (4, 0, 0)
@@ -191,16 +196,7 @@ def test_run_writes_results_and_resume_skips_finished_cells(tmp_path, capsys):
 @pytest.mark.slow
 def test_an_interrupted_cell_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     """Ctrl-C after a cell's first epoch: the next run of the grid continues that run, not a new one."""
-    data = tmp_path / "data"
-    write_tiny(data)
-    write_tiny(data, name="Target", seed=1)
-    grid_file = tmp_path / "tiny.json"
-    grid_file.write_text(json.dumps({
-        "name": "tiny", "source": {"config": TINY_SOURCE}, "base": {"target": "Target", "epochs": 2, "patience": 0},
-        "seeds": [0], "axes": {"strategy": ["finetune"]},
-    }))
-    grid = load_grid(grid_file)
-    runs = tmp_path / "runs"
+    data, _, grid, runs = _tiny_grid(tmp_path, {"epochs": 2, "patience": 0}, {"strategy": ["finetune"]})
     real_save, real_restore = Checkpoint.save, Checkpoint.restore
     saves, restores = [], []
 
