@@ -7,6 +7,8 @@ keys and values of the wrong type are a :class:`ConfigError`, so a typo in a
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,12 +44,14 @@ class ModelConfig:
     def validate(self):
         if self.cell not in CELLS:
             raise ConfigError(f"cell must be one of {CELLS}. Received: cell={self.cell!r}")
-        if not self.filters or any(int(f) < 1 for f in self.filters):
-            raise ConfigError(f"filters must be one or more positive ints. Received: filters={self.filters}")
-        _check_range("kernel_size", self.kernel_size, 1, None)
-        _check_range("pool_size", self.pool_size, 1, None)
-        _check_range("head_units", self.head_units, 1, None)
-        _check_range("embedding_dim", self.embedding_dim, 1, None)
+        if (not self.filters or len(self.filters) > MAX_BLOCKS
+                or any(not _is_int(f) or not 1 <= f <= MAX_WIDTH for f in self.filters)):
+            raise ConfigError(f"filters must be 1 to {MAX_BLOCKS} ints in [1, {MAX_WIDTH}]."
+                              f" Received: filters={self.filters}")
+        _check_range("kernel_size", self.kernel_size, 1, MAX_KERNEL)
+        _check_range("pool_size", self.pool_size, 1, MAX_KERNEL)
+        _check_range("head_units", self.head_units, 1, MAX_WIDTH)
+        _check_range("embedding_dim", self.embedding_dim, 1, MAX_WIDTH)
         for name in ("block_dropout", "recurrent_dropout", "head_dropout"):
             _check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
         _check_range("l2", self.l2, 0.0, None)
@@ -71,13 +75,14 @@ class AugmentConfig:
 
     def validate(self):
         _check_range("augment rotate", self.rotate, 0.0, 180.0)
-        if len(self.vector_channels) % 3 or len(set(self.vector_channels)) != len(self.vector_channels):
+        if (len(self.vector_channels) % 3 or len(set(self.vector_channels)) != len(self.vector_channels)
+                or any(not _is_int(c) or not 0 <= c < MAX_WIDTH for c in self.vector_channels)):
             raise ConfigError(f"augment vector_channels must be distinct channels, 3 per vector."
                               f" Received: vector_channels={self.vector_channels}")
         _check_range("augment scale", self.scale, 0.0, 1.0, high_open=True)
         _check_range("augment jitter", self.jitter, 0.0, 10.0)
         _check_range("augment time_shift", self.time_shift, 0.0, 1.0, high_open=True)
-        _check_range("augment spatial_shift", self.spatial_shift, 0, None)
+        _check_range("augment spatial_shift", self.spatial_shift, 0, MAX_SHIFT)
 
     @property
     def active(self):
@@ -108,10 +113,8 @@ class TrainConfig:
     def validate(self):
         if not self.source:
             raise ConfigError("no source domain given; pass --source NAME")
-        _check_range("epochs", self.epochs, 1, None)
-        _check_range("batch_size", self.batch_size, 1, None)
-        _check_range("lr", self.lr, 0.0, None, low_open=True)
-        _check_range("patience", self.patience, 0, None)
+        check_domain_name(self.source)
+        _check_training(self)
         _check_run_control(self)
         _check_compute(self)
         check_run_name(self.run_name)
@@ -161,13 +164,11 @@ class TransferConfig:
             raise ConfigError("no target domain given; pass --transfer TARGET")
         if not self.source_run:
             raise ConfigError("no source run given; pass --from RUN")
-        _check_range("epochs", self.epochs, 1, None)
-        _check_range("head_epochs", self.head_epochs, 1, None)
-        _check_range("batch_size", self.batch_size, 1, None)
-        _check_range("lr", self.lr, 0.0, None, low_open=True)
+        check_domain_name(self.target)
+        _check_training(self)
+        _check_range("head_epochs", self.head_epochs, 1, MAX_EPOCHS)
         if self.body_lr is not None:
             _check_range("body_lr", self.body_lr, 0.0, None, low_open=True)
-        _check_range("patience", self.patience, 0, None)
         _check_run_control(self)
         _check_compute(self)
         if self.head_init not in HEAD_INITS:
@@ -181,7 +182,7 @@ class TransferConfig:
         if self.target_fraction is not None:
             _check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
         if self.target_per_class is not None:
-            _check_range("target_per_class", self.target_per_class, 1, None)
+            _check_range("target_per_class", self.target_per_class, 1, MAX_INT32)
         if self.name:
             check_run_name(self.name)
         self.augment.validate()
@@ -217,10 +218,8 @@ class PretrainConfig:
             raise ConfigError("no domain given; pass --pretrain DOMAIN")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
-        _check_range("epochs", self.epochs, 1, None)
-        _check_range("batch_size", self.batch_size, 1, None)
-        _check_range("lr", self.lr, 0.0, None, low_open=True)
-        _check_range("patience", self.patience, 0, None)
+        check_domain_name(self.domain)
+        _check_training(self)
         if self.resume and self.overwrite:
             raise ConfigError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
         check_run_name(self.run_name)
@@ -259,20 +258,106 @@ def _check_compute(config):
         raise ConfigError(f"jit must be one of {JIT}. Received: jit={config.jit!r}")
 
 
+# Bounds of the int settings: generous, but every int has one, so that a typo
+# (an extra digit, a sign) is refused before it reaches the backend.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 20
+MAX_BLOCKS = 64
+MAX_WIDTH = 65_536  # filters, units, embedding size, channel indices
+MAX_KERNEL = 255
+MAX_SHIFT = 65_536
+MAX_INT32 = 2**31 - 1
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit unsigned
+
+
+def _check_training(config):
+    """The bounds shared by every training config: epochs, batch size, learning rate, patience, seed."""
+    _check_range("epochs", config.epochs, 1, MAX_EPOCHS)
+    _check_range("batch_size", config.batch_size, 1, MAX_BATCH)
+    _check_range("lr", config.lr, 0.0, None, low_open=True)
+    _check_range("patience", config.patience, 0, MAX_EPOCHS)
+    check_seed(config.seed)
+
+
+def check_seed(seed, name="seed"):
+    """Refuse a seed outside [0, 2**32 - 1] (what the random generators accept)."""
+    _check_range(name, seed, 0, MAX_SEED)
+
+
+# Names of runs and domains become file names (``runs/.partial-<name>``,
+# ``<data-dir>/<name>.h5``): printable, one path component, short enough that
+# every file made from them fits a file system's 255-byte name limit.
+MAX_NAME_CHARS = 100
+MAX_NAME_BYTES = 200
+
+
+def _name_problem(name):
+    """Why ``name`` cannot be a file name of ours, or None."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"must be at most {MAX_NAME_CHARS} characters ({MAX_NAME_BYTES} bytes in UTF-8)"
+    if not name.isprintable() or any(c.isspace() and c != " " for c in name):
+        return "must hold printable characters only (no newline, tab or other control character)"
+    if "/" in name or "\\" in name or "\0" in name:
+        return "must be a plain folder name (no / or \\)"
+    if name.startswith(".") or name != name.strip():
+        return "must not start with a dot or start or end with a space"
+    return None
+
+
 def check_run_name(name):
-    """Refuse run names that are not a plain folder name."""
-    if any(sep in name for sep in ("/", "\\")) or name in (".", "..") or name.startswith("."):
-        raise ConfigError(f"run name must be a plain folder name. Received: name={name!r}")
+    """Refuse run names that are not a plain, printable, short folder name."""
+    problem = _name_problem(name)
+    if problem:
+        raise ConfigError(f"run name {problem}. Received: name={_shown(name)}")
+
+
+def check_domain_name(name):
+    """Refuse domain names that cannot be a file name in the data folder."""
+    problem = _name_problem(name)
+    if problem:
+        raise ConfigError(f"domain name {problem}; give the name of a file in --data-dir without .h5."
+                          f" Received: {_shown(name)}")
+
+
+def _shown(text, limit=60):
+    """``text`` as a short one-line repr for an error message."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_range(name, value, low, high, *, low_open=False, high_open=False):
+    """Refuse ``value`` outside the bounds; NaN, inf and non-numbers fail every range.
+
+    ``high`` None means no upper bound, but the value must still be finite.
+    """
+    lo = "(" if low_open else "["
+    hi = ")" if high_open or high is None else "]"
+    bounds = f"{lo}{low}, {'inf' if high is None else high}{hi}"
+    if _is_int(value):
+        finite = True
+    elif isinstance(value, float):
+        finite = math.isfinite(value)  # NaN fails no comparison below: ask explicitly
+    else:
+        raise ConfigError(f"{name} must be a number in {bounds}. Received: {name}={_shown(value)}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        bounds = f"{lo}{low}, {'inf' if high is None else high}{hi}"
-        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={value}")
+    if not finite or too_low or too_high:
+        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={_shown_number(value)}")
+
+
+check_range = _check_range  # for the command lines whose options are not a config's
+
+
+def _shown_number(value):
+    if _is_int(value) and abs(value) >= 10**20:  # str() of a huge int is slow, and refused past 4300 digits
+        return f"an int of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return value
 
 
 def to_dict(config):
@@ -311,7 +396,10 @@ def _coerce(kind, value, where):
             return value
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ConfigError(f"{where} must be a finite number. Received: {_shown_number(value)}") from None
     elif kind is str:
         if isinstance(value, str):
             return value
@@ -333,17 +421,61 @@ def _coerce(kind, value, where):
     raise ConfigError(f"{where} must be {getattr(kind, '__name__', kind)}. Received: {value!r}")
 
 
-def load_json(path):
-    """Read a JSON file, turning I/O and syntax problems into ConfigError."""
+def load_json(path, *, what="config file"):
+    """Read a strict JSON file, turning every way it can be unreadable into one-line ConfigError.
+
+    Strict: the non-standard constants ``NaN``, ``Infinity`` and
+    ``-Infinity`` that Python's ``json`` accepts are refused, as are nesting
+    too deep to parse and integers too long to convert.
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
+        raise ConfigError(f"{what} {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory; give a JSON file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {error.start}); give a JSON file") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+        raise ConfigError(f"{what} {path} is not valid JSON: {error}") from None
+    except _NonStandardConstant as error:
+        raise ConfigError(f"{what} {path} is not valid JSON: {error} is not a JSON number; write a finite"
+                          " number (or null)") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} is nested too deeply to read; it is not a config") from None
+    except ValueError as error:  # an integer past Python's int-string conversion limit
+        raise ConfigError(f"{what} {path} holds a number with too many digits to read ({_first_line(error)[:60]})"
+                          ) from None
+
+
+class _NonStandardConstant(Exception):
+    pass
+
+
+def _refuse_constant(name):
+    raise _NonStandardConstant(name)
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def save_json(path, data):
-    """Write ``data`` as indented JSON."""
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented, strict JSON; a NaN or infinite float is written as null."""
+    Path(path).write_text(json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _finite(data):
+    """``data`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
