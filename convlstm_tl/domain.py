@@ -22,9 +22,11 @@ memory; :func:`write_domain` writes whole arrays through it; and
 chunk by chunk so a file larger than memory can be validated.
 """
 
+import errno
 import hashlib
 import json
 import os
+import unicodedata
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from convlstm_tl.errors import DomainFileError
+from convlstm_tl.errors import DomainFileError, UserError
 from convlstm_tl.files import give_usual_permissions
 
 FORMAT_VERSION = 1
@@ -44,8 +46,18 @@ DATA_DIR_ENV = "CONVLSTM_TL_DATA"
 DEFAULT_DATA_DIR = "data"
 # Optional per-sample id datasets of a split, checked for leaks across splits.
 ID_KEYS = ("group", "recording")
-# How many samples validation and statistics read at a time.
+# How many samples validation and statistics read at a time, at most...
 SCAN_BATCH = 512
+# ...and at most this many bytes (but always at least one sample).
+SCAN_BYTES = 64 * 2**20
+# Faults of the disk, not of the data: errno values and the words h5py's
+# wrapped errors carry for them.
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                  errno.EPERM: "permission denied"}
+STORAGE_WORDS = {"no space left on device": "no space left on device", "disk quota exceeded": "disk quota exceeded",
+                 "read-only file system": "read-only file system", "permission denied": "permission denied"}
+LOCK_WORDS = ("unable to lock file", "resource temporarily unavailable", "errno = 11")
 # Samples per HDF5 chunk of the 1-D datasets (y, ids), which grow as chunks arrive.
 ID_CHUNK = 1024
 
@@ -247,10 +259,13 @@ class DomainWriter:
         self._id_kinds = {name: dict.fromkeys(ID_KEYS) for name in SPLITS}
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.stem}-", suffix=".h5.tmp",
-                                                  dir=self.path.parent)
-        os.close(handle)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.stem}-", suffix=".h5.tmp",
+                                                      dir=self.path.parent)
+            os.close(handle)
+        except OSError as error:
+            raise _storage_error(self.path, error) or error from None
         try:
             give_usual_permissions(self._tmp_name)
             self._file = f = h5py.File(self._tmp_name, "w")
@@ -268,8 +283,11 @@ class DomainWriter:
                                      dtype=self.x_dtype, chunks=(1, *self.frame_shape),
                                      compression=self.compression)
                 group.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(ID_CHUNK,))
-        except BaseException:
+        except BaseException as error:
             self._abort()
+            mapped = _storage_error(self.path, error)
+            if mapped is not None:
+                raise mapped from None
             raise
         return self
 
@@ -312,29 +330,88 @@ class DomainWriter:
             stored = x.astype(self.x_dtype, copy=False)
         offset = self._file[split]["x"].shape[0]
         _check_values(self.path, split, stored, kind=self.kind, vocab_size=len(self.vocab or ()), offset=offset)
-        _write_split(self._file[split], stored, SplitArrays(x=stored, y=y, **ids), compression=self.compression)
+        try:
+            _write_split(self._file[split], stored, SplitArrays(x=stored, y=y, **ids), compression=self.compression)
+        except (OSError, RuntimeError) as error:
+            mapped = _storage_error(self.path, error)
+            if mapped is None:
+                raise
+            # The writer is spent: remove its temporary now, whatever the caller does next.
+            self._abort()
+            raise mapped from None
         self._id_kinds[split].update(kinds)
 
     def __exit__(self, exc_type, exc, traceback):
         if exc_type is not None:
             self._abort()
+            mapped = _storage_error(self.path, exc) if isinstance(exc, (OSError, RuntimeError)) else None
+            if mapped is not None:
+                raise mapped from None
+            return False
+        if self._file is None:
             return False
         try:
             # The checks that need all the data, named after the final path.
             self.info = _describe(self.path, self._file, check_values=False)
             self._file.close()
             os.replace(self._tmp_name, self.path)
-        except BaseException:
+        except BaseException as error:
             self._abort()
+            mapped = _storage_error(self.path, error)
+            if mapped is not None:
+                raise mapped from None
             raise
         self._file = None
         return False
 
     def _abort(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        Path(self._tmp_name).unlink(missing_ok=True)
+        """Remove the temporary file, whatever state the HDF5 file is in.
+
+        The name goes first (POSIX keeps an open file's data until it is
+        closed), so a close that fails, as it does on a full disk when HDF5
+        flushes its cache, cannot leave the temporary behind; close errors
+        are swallowed, as the file is being thrown away.
+        """
+        tmp_name, self._tmp_name = self._tmp_name, None
+        if tmp_name is not None:
+            try:
+                Path(tmp_name).unlink(missing_ok=True)
+            except OSError:
+                pass
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except BaseException:
+                # Close the low-level handle so that nothing retries the flush at exit.
+                try:
+                    file.id.close()
+                except BaseException:
+                    pass
+        if tmp_name is not None:
+            # Windows refuses to unlink an open file: try again once it is closed.
+            try:
+                Path(tmp_name).unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _storage_error(path, error):
+    """A :class:`DomainFileError` for a disk fault (full, quota, read-only, no permission)
+    behind ``error``, else None."""
+    if not isinstance(error, (OSError, RuntimeError)) or isinstance(error, UserError):
+        return None
+    reason = STORAGE_ERRNOS.get(getattr(error, "errno", None))
+    if reason is None:
+        text = str(error).lower()
+        reason = next((why for words, why in STORAGE_WORDS.items() if words in text), None)
+    if reason is None:
+        return None
+    advice = {"no space left on device": "free space and run again",
+              "disk quota exceeded": "free space (or raise the quota) and run again",
+              "read-only file system": "write to a writable folder (--out)",
+              "permission denied": "write to a folder you may write to (--out)"}[reason]
+    return DomainFileError(f"{reason} writing {path}; {advice}")
 
 
 def _write_split(group, x, arrays, *, compression=None):
@@ -385,6 +462,14 @@ def open_domain(path, *, check_values=True):
     try:
         f = h5py.File(path, "r")
     except OSError as error:
+        text = str(error).lower()
+        if getattr(error, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK) or any(w in text for w in LOCK_WORDS):
+            raise DomainFileError(
+                f"{path} is being written by another process (it is locked); wait for that process to finish"
+                " and run again"
+            ) from None
+        if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM) or "permission denied" in text:
+            raise DomainFileError(f"{path} cannot be read (permission denied); make it readable") from None
         raise DomainFileError(
             f"{path} is not a readable HDF5 file ({_first_line(error)}); rebuild it with python -m data_prep"
         ) from None
@@ -393,11 +478,57 @@ def open_domain(path, *, check_values=True):
             return _describe(path, f, check_values)
     except DomainFileError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as error:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError) as error:
         raise DomainFileError(f"{path} is corrupt ({_first_line(error)}); rebuild it with python -m data_prep") from None
 
 
+def _check_self_contained(path, f):
+    """Refuse links and datasets whose data live outside the file, before any value is read.
+
+    Soft and external links, HDF5 external storage (raw data in other files,
+    which may be anything readable, even a FIFO that blocks the read) and
+    virtual datasets: a domain file holds its own data.
+    """
+    def visit(group, prefix):
+        for name in group:
+            where = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+                raise DomainFileError(f"{path}: {where} is {kind}; a domain file must hold its own data"
+                                      " (rebuild it with python -m data_prep)")
+            item = group[name]
+            if isinstance(item, h5py.Group):
+                visit(item, f"{where}/")
+            elif isinstance(item, h5py.Dataset):
+                if item.is_virtual:
+                    raise DomainFileError(f"{path}: {where} is a virtual dataset; a domain file must hold its own"
+                                          " data (rebuild it with python -m data_prep)")
+                if item.id.get_create_plist().get_external_count() > 0:
+                    raise DomainFileError(f"{path}: {where} is stored in external files; a domain file must hold"
+                                          " its own data (rebuild it with python -m data_prep)")
+
+    visit(f, "")
+
+
+def _dataset(path, split, name, key):
+    item = split.get(key)
+    if item is None:
+        raise DomainFileError(f"{path}: split {name!r} has no {key!r} dataset")
+    if not isinstance(item, h5py.Dataset):
+        raise DomainFileError(f"{path}: {name}/{key} is a {type(item).__name__.lower()}, not a dataset;"
+                              " rebuild the file with python -m data_prep")
+    return item
+
+
+def scan_batch(dataset, limit=SCAN_BATCH):
+    """Samples per read of ``dataset``: at most ``limit`` and about :data:`SCAN_BYTES`, at least one."""
+    sample_bytes = int(np.prod(dataset.shape[1:], dtype=np.int64)) * dataset.dtype.itemsize
+    return max(1, min(limit, SCAN_BYTES // max(1, sample_bytes)))
+
+
 def _describe(path, f, check_values):
+    _check_self_contained(path, f)
     missing = [name for name in REQUIRED_ATTRS if name not in f.attrs]
     if missing:
         raise DomainFileError(f"{path} lacks the attributes {missing}; it was not written by data_prep")
@@ -413,12 +544,12 @@ def _describe(path, f, check_values):
         raise DomainFileError(f"{path} has kind {kind!r}; expected one of {KINDS}")
     try:
         class_names = json.loads(_as_str(f.attrs["class_names"]))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise DomainFileError(f"{path}: attribute class_names is not a JSON list") from None
     _check_class_names(path, class_names)
     vocab = ()
     if kind == "tokens":
-        if "vocab" not in f:
+        if not isinstance(f.get("vocab"), h5py.Dataset):
             raise DomainFileError(f"{path} is a tokens domain without a vocab dataset")
         vocab = tuple(_as_str(token) for token in f["vocab"][()])
 
@@ -428,15 +559,13 @@ def _describe(path, f, check_values):
         if name not in f or not isinstance(f[name], h5py.Group):
             raise DomainFileError(f"{path} has no {name!r} split; a domain needs {list(SPLITS)}")
         split = f[name]
-        for key in ("x", "y"):
-            if key not in split:
-                raise DomainFileError(f"{path}: split {name!r} has no {key!r} dataset")
-        x, y = split["x"], split["y"][()]
-        ids = {key: split[key][()] if key in split else None for key in ID_KEYS}
+        x, y = _dataset(path, split, name, "x"), _dataset(path, split, name, "y")[()]
+        ids = {key: _dataset(path, split, name, key)[()] if key in split else None for key in ID_KEYS}
         _check_split_arrays(path, name, x, y, ids, n_classes=len(class_names), kind=kind)
         if check_values:
-            for start in range(0, x.shape[0], SCAN_BATCH):
-                _check_values(path, name, x[start:start + SCAN_BATCH], kind=kind, vocab_size=len(vocab),
+            step = scan_batch(x)
+            for start in range(0, x.shape[0], step):
+                _check_values(path, name, x[start:start + step], kind=kind, vocab_size=len(vocab),
                               offset=start)
         if name == "train":
             _check_classes_trained(path, class_names, y)
@@ -518,8 +647,19 @@ def _check_class_names(path, class_names):
         or not all(isinstance(n, str) and n for n in class_names)
     ):
         raise DomainFileError(f"{path}: class_names must be a non-empty JSON list of names. Received: {class_names!r}")
-    if len(set(class_names)) != len(class_names):
-        raise DomainFileError(f"{path}: class_names has duplicates. Received: {class_names}")
+    padded = [name for name in class_names if name != name.strip()]
+    if padded:
+        raise DomainFileError(f"{path}: class names must not start or end with whitespace."
+                              f" Received: {', '.join(repr(n) for n in padded)}")
+    seen, duplicates = {}, []
+    for name in class_names:
+        key = unicodedata.normalize("NFC", name).strip()
+        if key in seen:
+            duplicates.append(f"{seen[key]!r} and {name!r}")
+        seen.setdefault(key, name)
+    if duplicates:
+        raise DomainFileError(f"{path}: class_names has duplicates (equal after Unicode NFC normalisation):"
+                              f" {'; '.join(duplicates)}; give every class a distinct name")
 
 
 def _check_classes_trained(path, class_names, y):
@@ -615,6 +755,7 @@ def iter_x(path, split, *, batch_size=SCAN_BATCH, indices=None):
     """Yield ``x`` of a split in consecutive chunks, never all at once."""
     with h5py.File(path, "r") as f:
         x = f[split]["x"]
+        batch_size = scan_batch(x, batch_size)
         if indices is None:
             for start in range(0, x.shape[0], batch_size):
                 yield x[start:start + batch_size]

@@ -9,6 +9,7 @@ chunk by chunk for NaN and inf (or token ids outside the vocab)::
 from pathlib import Path
 
 from convlstm_tl.domain import SPLITS, open_domain
+from data_prep.info import print_quietly
 
 
 def add_arguments(parser):
@@ -23,5 +24,5 @@ def run(args):
         info = open_domain(path, check_values=True)
         if not args.quiet:
             sizes = ", ".join(f"{split} {info.split_sizes[split]}" for split in SPLITS)
-            print(f"ok {info.path}: {info.kind}, {sizes} samples of shape {info.frame_shape}")
+            print_quietly(f"ok {info.path}: {info.kind}, {sizes} samples of shape {info.frame_shape}")
     return 0

@@ -7,6 +7,8 @@ the numbers; this module only formats them::
 """
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from convlstm_tl.domain import SPLITS, summarize_domain
@@ -57,5 +59,20 @@ def add_arguments(parser):
 def run(args):
     """Print the summary of ``args.path``; return the exit code."""
     summary = summarize_domain(args.path)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return print_quietly(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+
+
+def print_quietly(text):
+    """Print ``text``; a reader that stops early (``| head``) ends the output silently, exit 0.
+
+    As the Python docs advise for SIGPIPE, stdout is then pointed at devnull so
+    that the interpreter's final flush does not fail again.
+    """
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
