@@ -5,10 +5,13 @@ never a traceback.
 """
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 
 from convlstm_tl.errors import UserError
 
@@ -56,8 +59,29 @@ def import_backend_quietly():
             os.close(saved)
 
 
+EXIT_SIGTERM = 128 + signal.SIGTERM
+# Errors of the environment that the user fixes (space, quota, permissions):
+# reported as one line wherever they surface.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                                 errno.ENAMETOOLONG})
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds exactly as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def run_main(main, argv=None, *, prog):
     """Call ``main(argv)`` and map a :class:`UserError` to exit code 2.
+
+    SIGTERM (what schedulers and ``docker stop`` send) is handled like
+    Ctrl-C: the work unwinds, a resumable state is kept, and the exit code
+    is 143 (130 for Ctrl-C). An environment error (no space left, no
+    permission) that no writer has reported is one line and exit code 2; a
+    closed stdout (``| head``) ends quietly.
 
     Args:
         main: function taking ``argv`` and returning an exit code.
@@ -65,18 +89,56 @@ def run_main(main, argv=None, *, prog):
         prog: program name used as the prefix of the error line.
 
     Returns:
-        The exit code: ``main``'s own, 2 for a user error, 130 on Ctrl-C.
+        The exit code: ``main``'s own, 2 for a user error, 130 on Ctrl-C,
+        143 on SIGTERM.
     """
+    previous = _install_sigterm_handler()
     try:
         return main(argv)
     except UserError as error:
-        message = " ".join(str(error).split())
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        _error_line(prog, error)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         # An Interrupted says how to resume; a bare Ctrl-C has no message.
         print(f"{prog}: {' '.join(str(interrupt).split()) or 'interrupted'}", file=sys.stderr)
-        return 130
+        return EXIT_SIGTERM if _terminated(interrupt) else 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop writing, without a traceback
+        # when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as error:
+        if error.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"{prog}: error: {error.strerror}{where}; free some space or choose a folder you can write,"
+              " then run again", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm_handler():
+    """Make SIGTERM raise :class:`Terminated`; returns the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _terminated(interrupt):
+    """Whether the interrupt is a SIGTERM, also when a library re-raised it as another KeyboardInterrupt."""
+    seen = interrupt
+    while seen is not None:
+        if isinstance(seen, Terminated):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _error_line(prog, error):
+    message = " ".join(str(error).split())
+    print(f"{prog}: error: {message}", file=sys.stderr)
 
 
 def configure_logging(quiet):

@@ -22,6 +22,7 @@ both. :func:`format_markdown` and :func:`write_evaluation` turn the returned
 :class:`Evaluation` into a table and files.
 """
 
+import hashlib
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ import numpy as np
 from convlstm_tl.config import load_json, save_json
 from convlstm_tl.domain import SPLITS, DomainInfo, find_domain, open_domain, vocab_fingerprint
 from convlstm_tl.errors import ConfigError, RunError, UserError
-from convlstm_tl.files import give_usual_permissions
+from convlstm_tl.files import give_usual_permissions, replace_folder
 from convlstm_tl.metrics import classification_metrics, classification_report_text
 from convlstm_tl.runs import find_run
 
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 # Keys of a cell: those of metrics.json (DESIGN.md); an n/a cell holds None in each.
 METRIC_KEYS = ("domain", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class",
                "confusion_matrix", "n_test", "train_seconds", "eval_seconds")
-# The marker files that make a folder an earlier evaluation, which may be replaced.
-EVALUATION_FILES = ("evaluation.json", "evaluation.md")
 
 
 # ------------------------------------------------------------ class alignment
@@ -648,18 +647,44 @@ def _number(value, spec=".3f"):
 
 
 def file_stem(text):
-    """``text`` made safe as part of a file name."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(text)).strip("_") or "_"
+    """``text`` made safe as part of a file name, distinct for distinct texts.
+
+    Text that is already safe is kept; other text keeps its safe characters
+    and gains a short hash of the whole, so ``日本`` and ``中国`` do not
+    both become ``_``.
+    """
+    text = str(text)
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_.")[:60]
+    if safe == text:
+        return safe
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe}-{digest}" if safe else digest
+
+
+# Names of the files an evaluation writes; a folder holding anything else is not ours to replace.
+_OUTPUT_FILE = re.compile(r"(evaluation\.(json|md)|report-.+\.txt|confusion-.+\.png)")
 
 
 def check_output_dir(out_dir):
-    """Fail early unless ``out_dir`` is absent, empty or an earlier evaluation (which is replaced)."""
+    """Fail early unless ``out_dir`` is absent, empty or holds only an earlier evaluation's files.
+
+    The earlier evaluation is replaced; a folder that also holds anything
+    else (the user's own files) is refused, so no file that evaluate did
+    not write is ever deleted.
+    """
     out_dir = Path(out_dir)
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise UserError(f"{out_dir} exists and is not a folder; pass another --out")
     if out_dir.exists():
-        if not out_dir.is_dir():
-            raise UserError(f"{out_dir} exists and is not a folder; pass another --out")
-        if any(out_dir.iterdir()) and not any((out_dir / name).is_file() for name in EVALUATION_FILES):
-            raise UserError(f"{out_dir} exists and does not hold an earlier evaluation; pass another --out")
+        try:
+            foreign = sorted(entry.name for entry in out_dir.iterdir()
+                             if not (_OUTPUT_FILE.fullmatch(entry.name) and entry.is_file()
+                                     and not entry.is_symlink()))
+        except OSError as error:
+            raise UserError(f"cannot read {out_dir}: {error.strerror}; pass another --out") from None
+        if foreign:
+            raise UserError(f"{out_dir} holds files that are not an earlier evaluation's (e.g. {foreign[0]});"
+                            " pass --out with a new or empty folder")
     parent = out_dir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -675,7 +700,8 @@ def write_evaluation(evaluation, out_dir):
     ``evaluation.md`` (:func:`format_markdown`), ``report-<run>-<domain>.txt``
     (per-class reports) and ``confusion-<run>-<domain>.png`` (scored cells).
     They are written to a temporary folder next to ``out_dir`` that is
-    renamed at the end; an earlier evaluation in ``out_dir`` is replaced.
+    renamed at the end; an earlier evaluation in ``out_dir`` is replaced
+    (:func:`check_output_dir` refuses a folder holding anything else).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -692,9 +718,10 @@ def write_evaluation(evaluation, out_dir):
         give_usual_permissions(tmp)
         save_json(tmp / "evaluation.json", evaluation.to_dict())
         (tmp / "evaluation.md").write_text(format_markdown(evaluation))
+        stems = _cell_stems(evaluation.results)
         for run, cells in evaluation.results.items():
             for domain, cell in cells.items():
-                stem = f"{file_stem(run)}-{file_stem(domain)}"
+                stem = stems[run, domain]
                 report = evaluation.reports.get((run, domain)) or _report_header(run, domain, evaluation.split, cell)
                 (tmp / f"report-{stem}.txt").write_text(report)
                 if cell["accuracy"] is not None:
@@ -703,7 +730,8 @@ def write_evaluation(evaluation, out_dir):
                     if cell["class_alignment"]["classes"] == "shared":
                         title += ", shared classes"
                     save_confusion_matrix(cell["confusion_matrix"], names, tmp / f"confusion-{stem}.png", title=title)
-        _publish(tmp, out_dir)
+        check_output_dir(out_dir)  # again: the user may have added files while it ran
+        replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -711,11 +739,12 @@ def write_evaluation(evaluation, out_dir):
     return out_dir
 
 
-def _publish(tmp, out_dir):
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".old-{out_dir.name}-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+def _cell_stems(results):
+    """``{(run, domain): file stem}``, unique even where ``<run>-<domain>`` strings coincide."""
+    stems = {(run, domain): f"{file_stem(run)}-{file_stem(domain)}" for run, cells in results.items()
+             for domain in cells}
+    counts = {}
+    for stem in stems.values():
+        counts[stem] = counts.get(stem, 0) + 1
+    return {key: stem if counts[stem] == 1 else file_stem(f"{stem}\0{key[0]}\0{key[1]}")
+            for key, stem in stems.items()}

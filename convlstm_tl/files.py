@@ -1,6 +1,9 @@
 """Small file-system helpers shared by the writers of domain files, runs and evaluations."""
 
+import errno
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -21,3 +24,66 @@ def give_usual_permissions(path):
     path = Path(path)
     base = 0o777 if path.is_dir() else 0o666
     path.chmod(base & ~current_umask())
+
+
+OLD_PREFIX = ".old-"
+
+
+def exchange_folders(a, b):
+    """Swap folders ``a`` and ``b`` in one atomic step (Linux ``renameat2``).
+
+    Returns:
+        True if swapped; False where the system or file system cannot
+        exchange (then nothing changed).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def discard_folder(folder, name):
+    """Delete ``folder``, first renamed to ``.old-<name>-*`` so that a crash mid-delete leaves a name we own."""
+    folder = Path(folder)
+    old = Path(tempfile.mkdtemp(prefix=f"{OLD_PREFIX}{name}-", dir=folder.parent))
+    os.replace(folder, old / name)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def replace_folder(new, final, *, pause=None):
+    """Give folder ``new`` the name ``final``, replacing what is there, never leaving ``final`` absent.
+
+    Over an existing folder the two are exchanged atomically and the old one
+    is deleted; where exchange is unsupported, the old folder is renamed to
+    ``.old-<name>-*`` first, so a crash between the two renames leaves it
+    there, complete, for the caller's recovery.
+
+    Args:
+        new: the folder to publish.
+        final: its final path.
+        pause: optional ``pause(step)`` called between the steps (tests kill
+            the process there).
+    """
+    new, final = Path(new), Path(final)
+    pause = pause or (lambda step: None)
+    if not final.exists():
+        os.replace(new, final)
+    elif exchange_folders(new, final):
+        pause("after-exchange")
+        discard_folder(new, final.name)
+    else:
+        old = Path(tempfile.mkdtemp(prefix=f"{OLD_PREFIX}{final.name}-", dir=final.parent))
+        os.replace(final, old / final.name)
+        pause("between-renames")
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,15 +1,18 @@
 """Run directories that are either complete or absent.
 
 A run is written into a hidden folder ``<runs-dir>/.partial-<name>`` and
-renamed to its final name only when every file is there. A failure removes
-the folder; an interruption (Ctrl-C, or a crash that kills the process) leaves
-it with the checkpoint of the last finished epoch, for ``--resume``. While a
+renamed to its final name only when every file is there. Once the folder
+holds a checkpoint (the last finished epoch), no failure deletes it: an
+error, Ctrl-C, SIGTERM or a crash leaves it for ``--resume``; a failure before
+the first checkpoint removes the folder. Publishing survives SIGKILL at any
+step (see :func:`publish_complete` and :func:`recover_run`). While a
 process writes a run it holds a lock on the folder, so a second process
 cannot write the same run at the same time.
 """
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from convlstm_tl.config import RUN_CONTROL_KEYS, load_json, save_json
 from convlstm_tl.errors import Interrupted, RunError, UserError
+from convlstm_tl.files import OLD_PREFIX, discard_folder, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ def check_run_target(runs_dir, name, *, overwrite=False, resume=False):
     runs_dir = Path(runs_dir)
     final = runs_dir / name
     partial = partial_path(runs_dir, name)
+    recover_run(runs_dir, name)
     if partial.is_dir() and _is_locked(partial):
         raise RunError(f"run {name} is being written by another process now ({partial}); wait or pick another --name")
     if resume:
@@ -106,6 +111,7 @@ class RunDirectory:
             check_run_target(runs_dir, name, overwrite=overwrite, resume=resume)
         self.path = None
         self._lock = None
+        self._inputs = {}
 
     def __enter__(self):
         if not self.publish:
@@ -132,19 +138,45 @@ class RunDirectory:
             if exc_type is None:
                 self._finish()
                 return False
-            if issubclass(exc_type, KeyboardInterrupt) and self.publish and _work_files(self.path):
-                raise Interrupted(f"interrupted; the last finished epoch is saved in {self.path},"
-                                  " continue with --resume") from None
-            if self.resume and issubclass(exc_type, UserError):
-                return False  # e.g. changed settings: keep the interrupted run for a corrected --resume
-            shutil.rmtree(self.path, ignore_errors=True)
-            if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-                raise RunError(f"cannot write run {self.final_path}: {exc.strerror}; free some space or pass"
-                               " --runs-dir with a folder you can write") from None
+            if not self.publish:
+                shutil.rmtree(self.path, ignore_errors=True)
+                return False
+            keep = bool(_work_files(self.path))  # the last finished epoch is saved: no failure deletes it
+            if not keep and not (self.resume and issubclass(exc_type, UserError)):
+                shutil.rmtree(self.path, ignore_errors=True)
+            error = self._explain(exc_type, exc, kept=keep)
+            if error is not None:
+                raise error from None
+            if keep and not issubclass(exc_type, UserError):
+                log.error("the last finished epoch is kept in %s; continue with --resume once the cause is"
+                          " fixed", self.path)
             return False
         finally:
             _unlock(self._lock)
             self._lock = None
+
+    def watch(self, *paths):
+        """Note input files (domain files) whose replacement while training explains a failure."""
+        for path in paths:
+            self._inputs[Path(path)] = _identity(path)
+
+    def _explain(self, exc_type, exc, *, kept):
+        """The one-line error to raise instead of ``exc``, or None to let ``exc`` through."""
+        resume = f"; the last finished epoch is kept in {self.path}" if kept else ""
+        if issubclass(exc_type, KeyboardInterrupt):
+            return Interrupted(f"interrupted{resume}, continue with --resume") if kept else None
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            how = "free some space, then continue with --resume" if kept else \
+                "free some space or pass --runs-dir with a folder you can write"
+            return RunError(f"cannot write run {self.final_path}: {exc.strerror}{resume}: {how}")
+        if isinstance(exc, UserError):
+            return type(exc)(f"{_first_line(exc)}{resume}: fix this, then continue with --resume") if kept else None
+        changed = next((path for path, seen in self._inputs.items() if _identity(path) != seen), None)
+        if changed is not None:
+            how = "continue with --resume" if kept else "run again"
+            return RunError(f"{changed} was replaced or changed while run {self.name} trained{resume}: once the"
+                            f" file is final, {how}")
+        return None  # a bug: it keeps its traceback
 
     def save_config(self, run_config):
         """Write ``config.json``; when resuming, first check the settings are the interrupted run's.
@@ -168,30 +200,127 @@ class RunDirectory:
         if not self.publish:
             shutil.rmtree(self.path, ignore_errors=True)
             return
-        try:
-            for path in _work_files(self.path):
-                path.unlink()
-            self._publish()
-        except BaseException as error:
-            shutil.rmtree(self.path, ignore_errors=True)
-            if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
-                raise RunError(f"cannot write run {self.final_path}: {error.strerror}") from None
-            raise
-        log.info("wrote run %s", self.final_path)
-
-    def _publish(self):
-        if self.final_path.exists():
+        if self.final_path.exists() and not (self.overwrite or self.resume):
             # A resumed run replaces a finished one only if it was started with
             # --overwrite: a plain start refuses an existing run.
-            if not (self.overwrite or self.resume):
+            if not _work_files(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)
                 raise RunError(f"run {self.final_path} appeared while training; pass --overwrite to replace it")
-            old = Path(tempfile.mkdtemp(prefix=f".old-{self.name}-", dir=self.runs_dir))
-            os.replace(self.final_path, old / self.name)
-            os.replace(self.path, self.final_path)
+            raise RunError(f"run {self.final_path} appeared while training; the trained run is kept in"
+                           f" {self.path}: continue with --resume --overwrite to replace it")
+        try:
+            _mark_complete(self.path)
+            publish_complete(self.path, self.final_path)
+        except OSError as error:
+            if error.errno in WRITE_ERRNOS:
+                raise RunError(f"cannot publish run {self.final_path}: {error.strerror}; free some space,"
+                               f" then continue with --resume (the run is kept in {self.path})") from None
+            raise
+        self.path = self.final_path
+        log.info("wrote run %s", self.final_path)
+
+
+# ------------------------------------------------------------ publishing
+#
+# Publishing is crash-safe: at every instant, a SIGKILL leaves either the old
+# run or the new one under the final name (never neither), and what is left
+# over is recognised and finished by the next command that looks at the run
+# (:func:`recover_run`). The steps:
+#
+# 1. ``.complete`` is written into the partial folder: from now on the
+#    partial folder is a finished run that only needs publishing.
+# 2. The partial folder takes the final name: a plain rename, or, over an
+#    existing run, an atomic exchange of the two folders (Linux renameat2),
+#    after which the partial name holds the old run, without ``.complete``.
+#    Where the exchange is unsupported, the old run is first renamed to
+#    ``.old-<name>-*``.
+# 3. The working files (checkpoint, ``.complete``) are removed from the
+#    published run, and the old run is deleted.
+
+COMPLETE_MARKER = ".complete"
+# Test-only: name of a publishing step at which the process pauses (so a
+# test can kill it there); the process first creates ``<runs_dir>/.paused``.
+PAUSE_ENV = "CONVLSTM_TL_TEST_PAUSE_AT"
+
+
+def _mark_complete(folder):
+    marker = Path(folder) / COMPLETE_MARKER
+    with open(marker, "w") as f:
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _pause_point(step, runs_dir):
+    if os.environ.get(PAUSE_ENV) == step:
+        (Path(runs_dir) / ".paused").write_text(step)
+        import time
+
+        time.sleep(3600)
+
+
+def publish_complete(partial, final):
+    """Give the finished run in ``partial`` the name ``final``, then clean up (steps 2 and 3 above)."""
+    partial, final = Path(partial), Path(final)
+    pause = functools.partial(_pause_point, runs_dir=final.parent)
+    pause("before-rename")
+    replace_folder(partial, final, pause=pause)
+    pause("before-cleanup")
+    for path in _work_files(final):
+        path.unlink(missing_ok=True)
+
+
+def recover_run(runs_dir, name):
+    """Finish what a killed process left of publishing run ``name``; return what was done, or None.
+
+    - a partial folder marked ``.complete``: publish it;
+    - a partial folder that is a replaced old run (left by a kill right after
+      the exchange): delete it;
+    - ``.old-<name>-*`` folders: put the run back under its name if the name
+      is missing, else delete them (the replacement had finished);
+    - working files left in a published run: remove them.
+
+    A partial folder locked by a living process is left alone.
+    """
+    runs_dir = Path(runs_dir)
+    final = runs_dir / name
+    partial = partial_path(runs_dir, name)
+    if not runs_dir.is_dir() or (partial.is_dir() and _is_locked(partial)):
+        return None
+    done = None
+    for old in sorted(runs_dir.glob(f"{OLD_PREFIX}{name}-*")):
+        if not (old / name).is_dir():
+            continue
+        if final.exists() or (partial / COMPLETE_MARKER).is_file():
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(self.path, self.final_path)
-        self.path = self.final_path
+            os.replace(old / name, final)
+            shutil.rmtree(old, ignore_errors=True)
+            done = f"restored run {final}, which an interrupted --overwrite had moved aside"
+    if partial.is_dir() and (partial / COMPLETE_MARKER).is_file():
+        publish_complete(partial, final)
+        done = f"published run {final}, whose publishing was interrupted"
+    elif partial.is_dir() and final.is_dir() and (partial / "config.json").is_file() and not _work_files(partial):
+        discard_folder(partial, name)  # the old run an exchange put there; the new one is published
+        done = f"removed the run that {final} replaced"
+    if final.is_dir() and (final / COMPLETE_MARKER).exists():
+        for path in _work_files(final):
+            path.unlink(missing_ok=True)
+    if done:
+        log.info("%s", done)
+    return done
+
+
+def _identity(path):
+    """What tells a file apart from the one that replaces it (None if it is gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _first_line(error):
+    return " ".join(str(error).split())
 
 
 def _work_files(folder):
@@ -228,6 +357,7 @@ def _is_locked(folder):
 def find_run(runs_dir, name):
     """Return the path of a complete run, or raise a RunError saying what is missing."""
     path = Path(runs_dir) / name
+    recover_run(runs_dir, name)
     if not path.is_dir():
         raise RunError(f"run {path} not found; train it first or pass --runs-dir with the folder that has it")
     for required in ("config.json", "model.keras"):

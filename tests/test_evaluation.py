@@ -16,6 +16,7 @@ from convlstm_tl.domain import read_split, write_domain
 from convlstm_tl.errors import UserError
 from convlstm_tl.evaluation import (
     METRIC_KEYS,
+    file_stem,
     align_predictions,
     class_alignment,
     evaluate_runs,
@@ -222,7 +223,7 @@ def _assert_user_error(result, *fragments):
     (["--runs", "Src", "--domains", "Flat"], ["cannot take the frames of domain Flat"]),
     (["--runs", "Src", "--domains", "Src", "--split", "dev"], ["--split", "invalid choice: 'dev'"]),
     (["--runs", "Src"], ["--domains"]),
-    (["--runs", "Src", "--domains", "Src", "--out", "data"], ["data exists and does not hold an earlier evaluation"]),
+    (["--runs", "Src", "--domains", "Src", "--out", "data"], ["holds files that are not an earlier evaluation's"]),
 ])
 def test_cli_user_errors_are_one_line_exit_2_and_write_nothing(fake_setup, args, fragments):
     before = {name: _entries(fake_setup / name) for name in ("runs", "data")}
@@ -398,7 +399,7 @@ def test_written_files(world, tmp_path):
     assert (out / "evaluation.md").read_text() == format_markdown(evaluation)
     for run, cells in evaluation.results.items():
         for domain, cell in cells.items():
-            stem = f"{run}-{domain}".replace("/", "_")
+            stem = f"{file_stem(run)}-{file_stem(domain)}"
             report = out / f"report-{stem}.txt"
             assert report.stat().st_size > 0, report
             if cell["accuracy"] is not None:
