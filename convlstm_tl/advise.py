@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.config import MAX_INT32, check_domain_name, check_range, check_seed
 
 PROG = "python -m convlstm_tl.advise"
 
@@ -35,10 +36,13 @@ def parse_args(argv=None):
     parser.add_argument("--json", action="store_true", help="print the advice as JSON")
     parser.add_argument("--quiet", action="store_true", help="no log lines")
     args = parser.parse_args(argv)
-    if args.target_fraction is not None and not 0 < args.target_fraction <= 1:
-        parser.error(f"--target-fraction must lie in (0, 1]. Received: --target-fraction {args.target_fraction}")
-    if args.target_per_class is not None and args.target_per_class < 1:
-        parser.error(f"--target-per-class must be at least 1. Received: --target-per-class {args.target_per_class}")
+    # The bounds a transfer's config has, checked where the transfer's are.
+    if args.target_fraction is not None:
+        check_range("target_fraction", args.target_fraction, 0.0, 1.0, low_open=True)
+    if args.target_per_class is not None:
+        check_range("target_per_class", args.target_per_class, 1, MAX_INT32)
+    check_seed(args.seed)
+    check_domain_name(args.target)
     return args
 
 

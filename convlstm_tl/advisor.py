@@ -252,8 +252,7 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     strategy = parse_strategy("freeze", source.n_blocks)
     check_same_input(source, target_info, strategy)
     if normalization == "source" and target_info.kind == "frames":
-        stats = source.config["normalization"]
-        inputs = {"mean": np.asarray(stats["mean"]), "variance": np.asarray(stats["variance"])}
+        inputs = source.normalization_inputs()
     else:
         inputs = input_arguments(target_info)
     # The target passes through the source's restored body, as in a frozen transfer.

@@ -1,6 +1,8 @@
 """Figures written next to results. Uses the Agg canvas directly, so it needs
 no display and leaves pyplot's global state alone."""
 
+import warnings
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -10,8 +12,15 @@ def save_confusion_matrix(matrix, class_names, path, *, title=""):
     """Draw a confusion matrix (rows true, columns predicted) to a PNG file.
 
     Cells show counts; the colour shows the fraction of each true class, so
-    small classes stay readable.
+    small classes stay readable. Class names in scripts the font lacks are
+    drawn as boxes, without matplotlib's warning per missing glyph.
     """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
+        _draw_confusion_matrix(matrix, class_names, path, title=title)
+
+
+def _draw_confusion_matrix(matrix, class_names, path, *, title):
     matrix = np.asarray(matrix)
     totals = matrix.sum(axis=1, keepdims=True)
     fractions = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)

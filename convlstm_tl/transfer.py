@@ -21,7 +21,9 @@ runs in inference mode, so the source's statistics never move.
 """
 
 import logging
+import re
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,15 +33,16 @@ import numpy as np
 from convlstm_tl import backend, distribute
 from convlstm_tl.checkpoint import Checkpoint
 from convlstm_tl.compute import dtype_policy, jit_compile
-from convlstm_tl.config import ModelConfig, check_run_name, from_dict, load_json, to_dict
+from convlstm_tl.config import ModelConfig, check_run_name, to_dict
 from convlstm_tl.dataset import ArraySequence, DomainSequence
 from convlstm_tl.domain import find_domain, open_domain, read_labels, read_sampling_units, vocab_fingerprint
-from convlstm_tl.errors import ConfigError, UserError
+from convlstm_tl.errors import ConfigError, RunError, UserError
 from convlstm_tl.inference import predict_split
 from convlstm_tl.metrics import classification_metrics
 from convlstm_tl.model import (
     EMBEDDING, block_kernel, block_name, body_blocks, build_classifier, has_embedding, head_layers, load_model,
 )
+from convlstm_tl.record import load_run_record, model_config
 from convlstm_tl.runs import RunDirectory, check_run_target, find_run
 from convlstm_tl.sampling import subsample
 from convlstm_tl.training import (
@@ -49,6 +52,8 @@ from convlstm_tl.training import (
 log = logging.getLogger(__name__)
 
 STRATEGY_NAMES = ("freeze", "cut:K", "unfreeze:N", "finetune", "gradual", "scratch")
+_STRATEGY = re.compile(r"(?P<name>freeze|finetune|gradual|scratch)|(?P<name_k>cut|unfreeze):(?P<number>[0-9]+)",
+                       re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -97,22 +102,24 @@ def parse_strategy(spec, n_blocks, *, head_epochs=10):
     Raises:
         ConfigError: for an unknown strategy or K/N out of range.
     """
-    name, colon, argument = spec.partition(":")
-    takes_number = name in ("cut", "unfreeze")
-    if name not in ("freeze", "cut", "unfreeze", "finetune", "gradual", "scratch") or bool(colon) != takes_number:
+    # ASCII only: str.isdigit and int() also take full-width and other digits, and int() spaces.
+    match = _STRATEGY.fullmatch(spec) if isinstance(spec, str) else None
+    if match is None:
+        name, colon, _ = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+        if name in ("cut", "unfreeze") and colon:
+            raise ConfigError(f"strategy {spec!r} needs a whole number after the colon, e.g. {name}:1")
         raise ConfigError(f"unknown strategy {spec!r}; choose one of {', '.join(STRATEGY_NAMES)}")
+    name, argument = match["name"] or match["name_k"], match["number"]
     all_blocks = tuple(range(1, n_blocks + 1))
-    if not takes_number:
+    if argument is None:
         return {
             "freeze": Strategy(spec, n_blocks, True, (Phase(()),)),
             "finetune": Strategy(spec, n_blocks, True, (Phase(all_blocks),)),
             "gradual": Strategy(spec, n_blocks, True, (Phase((), head_epochs), Phase(all_blocks))),
             "scratch": Strategy(spec, n_blocks, False, (Phase(all_blocks),)),
         }[name]
-    try:
-        number = int(argument)
-    except ValueError:
-        raise ConfigError(f"strategy {spec!r} needs a whole number after the colon, e.g. {name}:1") from None
+    # Leading zeros (cut:01) would make two names for one run; a long number cannot fit any body.
+    number = 0 if argument.startswith("0") else int(argument) if len(argument) <= 6 else n_blocks + 1
     if not 1 <= number <= n_blocks:
         raise ConfigError(
             f"strategy {spec!r} is out of range: the source body has {n_blocks} blocks, so use {name}:1..{n_blocks}"
@@ -176,16 +183,37 @@ class SourceRun:
     def n_blocks(self):
         return len(body_blocks(self.model))
 
+    def normalization_inputs(self):
+        """The source's normalization statistics, as :func:`build_transfer_model` takes them."""
+        stats = self.config.get("normalization")
+        if stats is None:
+            raise RunError(f"run {self.path} records no normalization statistics (config.json field normalization"
+                           " is null), so it cannot normalize the target as the source; use --normalization target")
+        return {"mean": np.asarray(stats["mean"]), "variance": np.asarray(stats["variance"])}
+
 
 def load_source_run(source_run, runs_dir):
     """Load a run (a name in ``runs_dir`` or a path) with its model and config."""
     in_runs_dir = Path(runs_dir) / source_run
     path = Path(source_run) if not in_runs_dir.exists() and Path(source_run).is_dir() else in_runs_dir
     path = find_run(path.parent, path.name)
-    config = load_json(path / "config.json")
-    model_config = from_dict(ModelConfig, config.get("model") or config["config"]["model"], where=f"{path}/config.json")
-    model = load_model(path / "model.keras")
-    return SourceRun(path=path, config=config, model_config=model_config, model=model)
+    config = load_run_record(path)
+    model = _load_quietly_on_error(path / "model.keras")
+    return SourceRun(path=path, config=config, model_config=model_config(config), model=model)
+
+
+def _load_quietly_on_error(path):
+    """:func:`load_model`, holding back the warnings Keras issues while loading until it succeeds.
+
+    A file Keras cannot read makes it warn (e.g. "Skipping nested container")
+    before it fails; the failure is one line of its own, so those warnings go.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_model(path)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model
 
 
 def check_same_input(source, target_info, strategy):
@@ -359,8 +387,7 @@ def transfer(config, *, target_info=None, verbose="auto"):
         train_indices = subsample(labels, read_sampling_units(path, "train"), fraction=config.target_fraction,
                                   per_class=config.target_per_class, seed=config.seed)
     if config.normalization == "source" and target_info.kind == "frames":
-        stats = source.config["normalization"]
-        inputs = {"mean": np.asarray(stats["mean"]), "variance": np.asarray(stats["variance"])}
+        inputs = source.normalization_inputs()
     else:
         inputs = input_arguments(target_info, indices=train_indices)
     with distribute.scope(distribution), dtype_policy(config.mixed_precision):

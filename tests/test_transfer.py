@@ -207,6 +207,16 @@ def test_parse_strategy(spec, keep, restore, phases):
     ("freeze:1", "unknown strategy"),
     ("cut", "unknown strategy"),
     ("", "unknown strategy"),
+    ("cut:\uff11", "whole number"),  # a full-width digit, which int() reads as 1
+    ("cut:\u0661", "whole number"),  # an Arabic-Indic digit
+    ("cut: 1", "whole number"),
+    ("cut:1 ", "whole number"),
+    ("cut:+1", "whole number"),
+    ("unfreeze:1_0", "whole number"),
+    ("cut:01", "out of range"),
+    ("cut:99999999999999999999", "out of range"),
+    (" freeze", "unknown strategy"),
+    ("FREEZE", "unknown strategy"),
 ])
 def test_parse_strategy_errors(spec, fragment):
     with pytest.raises(ConfigError) as error:
