@@ -3,18 +3,36 @@
     python -m experiments run experiments/watch_st_ms.json [--study strategies] [--dry-run]
     python -m experiments advise-check experiments/watch_st_ms.json
 
-``run`` trains every unfinished cell of the grid (source runs first) and
-writes ``results.csv``, ``summary.md`` and plots; running it again skips
-finished cells. ``advise-check`` compares the advisor's recommendation with
-the grid's best strategy per target size.
+``run`` checks every cell (configs, domain files, strategies against the
+source's blocks, source runs, seeds; at most ``MAX_CELLS`` cells), then
+trains every unfinished one (source runs first) and writes ``results.csv``,
+``summary.md`` and plots; running it again skips finished cells and retries
+failed ones. ``--dry-run`` makes the same checks and lists the cells.
+``advise-check`` compares the advisor's recommendation with the grid's best
+strategy per target size.
+
+Exit codes of ``run``: 0 when every cell finished; 2 for a bad grid or cell
+(found before anything trains), or when cells failed while running and every
+failure was a user error (a bad or changed input: fix it and run again); 1
+when a cell failed for any other reason (a fault of the toolkit: its
+traceback is logged). With failed cells the other cells still run, and the
+one stderr line names the failed runs. 130 on Ctrl-C, 143 on SIGTERM: the
+running cell keeps its saved epochs and running the grid again resumes it.
 """
 
 import sys
 from pathlib import Path
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.errors import UserError
 
 PROG = "python -m experiments"
+# Failed runs named in full in the error line; more are counted.
+NAMED_FAILURES = 10
+
+
+class CellsFailed(UserError):
+    """Cells of a grid failed while running, each for a user error (exit code 2)."""
 
 
 def parse_args(argv=None):
@@ -61,10 +79,11 @@ def main(argv=None):
     grid = load_grid(args.grid)
     if args.command == "advise-check":
         return _advise_check(args, grid)
-    from experiments.runner import plan_grid, run_grid
+    from experiments.runner import check_grid, plan_grid, resume_command, run_grid
 
     if args.dry_run:
         plan = plan_grid(grid, runs_dir=args.runs_dir, studies=args.study)
+        check_grid(grid, plan, runs_dir=args.runs_dir, data_dir=args.data_dir)
         print(format_cells(plan))
         done = sum(planned.done for planned in plan)
         print(f"{len(plan)} cells, {done} finished, {len(plan) - done} to run")
@@ -74,7 +93,25 @@ def main(argv=None):
                       progress=not args.quiet)
     print(result.files["summary"].read_text())
     print(f"{result.trained} runs trained, {result.skipped} finished before; results in {result.out}")
-    return 0
+    if not result.failed:
+        return 0
+    message = failure_line(result, resume_command(grid))
+    if result.user_errors_only:
+        raise CellsFailed(message)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def failure_line(result, command):
+    """One line naming the runs that failed (the first reason in full) and how to retry them."""
+    names = list(result.failed)
+    shown = ", ".join(names[:NAMED_FAILURES]) + (f" and {len(names) - NAMED_FAILURES} more"
+                                                  if len(names) > NAMED_FAILURES else "")
+    skipped = f", {result.not_run} cells skipped for a failed source run" if result.not_run else ""
+    first = result.failed[names[0]][1]
+    return (f"{len(names)} run(s) of the grid failed ({shown}){skipped}; the first: {first};"
+            f" each reason is in {result.out / 'results.csv'}; fix them and run `{command}` again"
+            " to retry them")
 
 
 def _advise_check(args, grid):

@@ -43,6 +43,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ RUNNER_KEYS = ("name", "runs_dir", "data_dir", "overwrite", "resume", "seed")
 TRANSFER_RUNNER_KEYS = (*RUNNER_KEYS, "source_run")
 # Length of the config hash in run names: enough to tell cells apart.
 HASH_CHARS = 8
+# The most cells one grid (or one --study selection) may have: counted before
+# any is built, so a grid of 10**9 cells is refused at once instead of
+# expanding for ever.
+MAX_CELLS = 10_000
+# Seeds seed NumPy as well, which takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -180,8 +187,9 @@ def parse_grid(data, *, name="grid", where="grid", path=None):
     base = _object(data.get("base", {}), f"{where}.base")
     seeds = data.get("seeds", [0])
     if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise ConfigError(f"{where}: seeds must be a list of distinct ints >= 0. Received: seeds={seeds!r}")
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds)):
+        shown = repr(seeds) if len(repr(seeds)) <= 80 else repr(seeds)[:77] + "..."
+        raise ConfigError(f"{where}: seeds must be a list of distinct ints in 0..{MAX_SEED}. Received: seeds={shown}")
     source = _parse_source(data.get("source"), kind, where)
     if ("studies" in data) == ("axes" in data):
         raise ConfigError(f"{where}: give either \"studies\" (named studies) or \"axes\" (one study), not both")
@@ -210,11 +218,25 @@ def parse_grid(data, *, name="grid", where="grid", path=None):
     return dataclasses.replace(grid, best_per=best_per)
 
 
+def count_cells(grid, studies=None):
+    """How many cells :func:`expand_grid` would build, computed without building them.
+
+    The product of each study's axis lengths times the seeds, summed over
+    the studies (all, or the names in ``studies``).
+
+    Raises:
+        ConfigError: for an unknown study.
+    """
+    return sum(math.prod(len(values) for values in grid.studies[name].axes.values()) * len(grid.seeds)
+               for name in _study_names(grid, studies))
+
+
 def expand_grid(grid, studies=None):
     """The grid's cells: for each study, every setting (axis product) times every seed.
 
     Each cell's config is built and validated here, so a typo or an
-    out-of-range value fails before any training.
+    out-of-range value fails before any training. The cells are counted
+    first: more than :data:`MAX_CELLS` is refused before any is built.
 
     Args:
         grid: a :class:`Grid`.
@@ -224,12 +246,15 @@ def expand_grid(grid, studies=None):
         A list of :class:`Cell`, in study, setting, seed order.
 
     Raises:
-        ConfigError: for an unknown study, option or invalid value.
+        ConfigError: for an unknown study, option or invalid value, or too
+            many cells.
     """
-    names = list(grid.studies) if studies is None else list(studies)
-    unknown = [name for name in names if name not in grid.studies]
-    if unknown:
-        raise ConfigError(f"grid {grid.name} has no study {unknown[0]!r}; its studies are {list(grid.studies)}")
+    names = _study_names(grid, studies)
+    n_cells = count_cells(grid, names)
+    if n_cells > MAX_CELLS:
+        raise ConfigError(f"grid {grid.name} has {n_cells:,} cells (axis values multiplied, times"
+                          f" {len(grid.seeds)} seeds); at most {MAX_CELLS:,} run in one grid: drop axis values"
+                          " or seeds, or split it into several grids")
     cells = []
     for study in (grid.studies[name] for name in names):
         axes = list(study.axes.items())
@@ -253,6 +278,14 @@ def config_hash(data):
 
 
 # ------------------------------------------------------------------ internals
+
+
+def _study_names(grid, studies):
+    names = list(grid.studies) if studies is None else list(dict.fromkeys(studies))
+    unknown = [name for name in names if name not in grid.studies]
+    if unknown:
+        raise ConfigError(f"grid {grid.name} has no study {unknown[0]!r}; its studies are {list(grid.studies)}")
+    return names
 
 
 def _make_cell(grid, study, setting, values, seed):

@@ -3,7 +3,7 @@
 Layout, for a grid named ``G``::
 
     <runs-dir>/G/runs/<cell run>      one run directory per cell (and per trained source run)
-    <out>/results.csv                 one row per finished cell (default <out> = <runs-dir>/G)
+    <out>/results.csv                 one row per cell run so far (default <out> = <runs-dir>/G)
     <out>/summary.md                  mean ± std per setting over seeds, best settings
     <out>/plots/<study>-accuracy.png, <study>-seconds.png, <study>-curves.png
 
@@ -13,17 +13,26 @@ directory exists (runs are published whole, see :mod:`convlstm_tl.runs`):
 running the grid again skips it, and a cell whose settings changed gets a
 new run. Cells that resolve to the same config share one run. A cell that an
 interrupted grid left half-done is resumed from its last saved epoch.
+
+Every cell is checked before the first trains (:func:`check_grid`): its
+config, its domain files, its strategy against the source's blocks, its
+source run. A cell that still fails while running does not stop the grid: its
+row in ``results.csv`` says ``failed`` with the one-line reason, the cells
+that needed its source run say ``skipped``, and the others run on. Failed
+cells are not finished, so running the grid again retries them.
 """
 
 import csv
 import logging
 import math
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from convlstm_tl.config import TransferConfig, load_json
+from convlstm_tl.errors import ConfigError, Interrupted, UserError
 from convlstm_tl.runs import find_run, partial_path
 from experiments import plots
 from experiments.grid import expand_grid, slug
@@ -32,16 +41,24 @@ from experiments.summary import best_settings, summarize, summary_markdown
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ("seed", "run", "accuracy", "macro_f1", "source_accuracy", "train_seconds", "epochs_run", "n_train",
-                  "feature_cache")
+                  "feature_cache", "status", "reason")
+# Values of the ``status`` column.
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 
 @dataclass
 class PlannedCell:
-    """A cell with the run directory it writes and whether that run is finished."""
+    """A cell with the run directory it writes and whether that run is finished.
+
+    ``status`` is ``"failed"`` or ``"skipped"`` (with the one-line
+    ``reason``) when this call tried the cell and it did not finish, else None.
+    """
 
     cell: object
     run_dir: Path
     done: bool
+    status: str | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -55,8 +72,12 @@ class GridResult:
         best: the best settings (see :func:`experiments.summary.best_settings`).
         trained: cells trained by this call.
         skipped: cells found finished and not trained again.
-        pending: cells still unfinished (only a dry run leaves any).
+        pending: cells still unfinished (a dry run's, or the failed and skipped ones).
         files: ``{what: path}`` of the files written.
+        failed: ``{run name: (kind, reason)}`` of the runs (cells or source
+            runs) that failed in this call; kind is ``"user"`` for a
+            :class:`UserError`, ``"bug"`` for anything else.
+        not_run: cells not tried because their source run failed.
     """
 
     out: Path
@@ -67,6 +88,13 @@ class GridResult:
     skipped: int
     pending: int
     files: dict
+    failed: dict = field(default_factory=dict)
+    not_run: int = 0
+
+    @property
+    def user_errors_only(self):
+        """Whether every failure was a user error (fixable input), not a fault of the toolkit."""
+        return all(kind == "user" for kind, _ in self.failed.values())
 
 
 def grid_dirs(grid, *, runs_dir="runs", out=None):
@@ -90,9 +118,12 @@ def run_grid(grid, *, runs_dir="runs", data_dir=None, out=None, studies=None, dr
              verbose=0):
     """Run every unfinished cell of ``grid`` and write its results.
 
-    Source runs the cells need are trained first (once per source config and
-    seed). After each cell ``results.csv`` is rewritten, so an interrupted grid
-    leaves the rows it finished; the next call skips them.
+    Every cell is checked first (:func:`check_grid`), so a bad cell fails
+    before anything trains. Source runs the cells need are trained first
+    (once per source config and seed). A cell (or source run) that fails while
+    running is recorded and the others go on; after each cell ``results.csv``
+    is rewritten (atomically), so an interrupted grid leaves the rows it
+    finished and the next call skips them.
 
     Args:
         grid: a :class:`experiments.grid.Grid`.
@@ -101,39 +132,123 @@ def run_grid(grid, *, runs_dir="runs", data_dir=None, out=None, studies=None, dr
         data_dir: folder of domain files (None: ``$CONVLSTM_TL_DATA`` or ``./data``).
         out: output folder (default ``<runs_dir>/<grid>``).
         studies: names of the studies to run (default all).
-        dry_run: plan only: train nothing, write nothing.
+        dry_run: plan and check only: train nothing, write nothing.
         progress: show a progress bar over the cells.
         verbose: Keras progress of each fit.
 
     Returns:
-        A :class:`GridResult`.
+        A :class:`GridResult`; its ``failed`` names the runs that failed.
+
+    Raises:
+        UserError: for a grid or cell that fails the checks (nothing trained).
+        Interrupted: on Ctrl-C (or SIGTERM); the message says how to resume.
     """
     out, cell_runs = grid_dirs(grid, runs_dir=runs_dir, out=out)
     plan = plan_grid(grid, runs_dir=runs_dir, studies=studies)
+    source_run = check_grid(grid, plan, runs_dir=runs_dir, data_dir=data_dir)
     skipped = sum(planned.done for planned in plan)
     if dry_run:
         return GridResult(out=out, rows=[], summary=[], best=[], trained=0, skipped=skipped,
                           pending=len(plan) - skipped, files={})
-    source_run = _existing_source(grid, runs_dir)
     # Identical configs (the same cell in two studies) share one run: train it once.
     todo = list({planned.run_dir: planned for planned in plan if not planned.done}.values())
-    trained = 0
-    for planned in tqdm(todo, desc=f"grid {grid.name}", unit="run", disable=not progress):
-        if _finished(planned.run_dir):
-            continue
-        _run_cell(planned.cell, cell_runs, data_dir, source_run, verbose)
-        trained += 1
-        planned.done = True
-        write_results(_rows(grid, plan), out / "results.csv", grid.axis_names)
+    trained, failed, current = 0, {}, None
+    try:
+        for planned in tqdm(todo, desc=f"grid {grid.name}", unit="run", disable=not progress):
+            if _finished(planned.run_dir):
+                continue
+            current = planned
+            trained += _try_cell(planned, cell_runs, data_dir, source_run, verbose, failed) == OK
+            _share_outcome(plan, planned)
+            # After every cell, so an interrupted grid keeps the rows it finished.
+            _write_progress(grid, plan, out)
+            current = None
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: the running cell keeps its partial run (and saved
+        # epochs); results.csv is whole (written atomically) as of the last cell.
+        raise _interrupted(grid, current, out) from None
     for planned in plan:
         planned.done = _finished(planned.run_dir)
-    rows = _rows(grid, plan)
+    rows = _rows(grid, plan, attempted=True)
     result = GridResult(out=out, rows=rows, summary=[], best=[], trained=trained, skipped=skipped,
-                        pending=sum(not planned.done for planned in plan), files={})
-    result.summary = summarize(rows, grid.axis_names)
+                        pending=sum(not planned.done for planned in plan), files={}, failed=failed,
+                        not_run=sum(planned.status == SKIPPED for planned in plan))
+    ok_rows = [row for row in rows if row["status"] == OK]
+    result.summary = summarize(ok_rows, grid.axis_names)
     result.best = best_settings(result.summary, grid.best_per)
-    result.files = write_grid_outputs(grid, result, plan)
+    try:
+        result.files = write_grid_outputs(grid, result, plan)
+    except KeyboardInterrupt:
+        raise Interrupted(f"grid {grid.name} interrupted while writing its results; every cell is kept: run"
+                          f" `{resume_command(grid)}` to write them again") from None
     return result
+
+
+def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
+    """Check every unfinished cell of ``plan`` fully, before any trains.
+
+    Each config validates as the runner will run it; each domain file exists
+    and opens as a valid domain; a transfer's source run exists (or is
+    trained by the grid), its strategy parses for the source's blocks, and
+    the target has the source's kind of input and channels.
+
+    Returns:
+        The resolved path of the grid's existing source run, or None.
+
+    Raises:
+        UserError: one line naming the cell and what is wrong.
+    """
+    from convlstm_tl.domain import find_domain, open_domain
+    from convlstm_tl.training import check_augment_fits
+    from convlstm_tl.transfer import parse_strategy
+
+    _, cell_runs = grid_dirs(grid, runs_dir=runs_dir)
+    infos = {}
+
+    def domain(name):
+        if name not in infos:
+            infos[name] = open_domain(find_domain(name, data_dir or None))
+        return infos[name]
+
+    source_run = _existing_source(grid, runs_dir)
+    existing = _existing_source_record(source_run) if source_run is not None else None
+    for planned in plan:
+        if planned.done:
+            continue
+        cell = planned.cell
+        try:
+            sources = []
+            if cell.source_config is not None:
+                config = replace(cell.source_config, **_placement(cell_runs, cell.source_config.name, data_dir))
+                config.validate()
+                info = domain(config.source)
+                check_augment_fits(config.augment, info)
+                sources.append((config.model.n_blocks, info.kind, info.frame_shape[-1]))
+            elif existing is not None:
+                sources.append(existing)
+            config = replace(cell.config, **_placement(cell_runs, cell.run_name, data_dir))
+            if isinstance(config, TransferConfig):
+                if source_run is not None:
+                    config = replace(config, source_run=str(source_run))
+                config.validate()
+                info = domain(config.target)
+                for n_blocks, kind, channels in sources:
+                    _check_transfer_fits(config, info, n_blocks, kind, channels, parse_strategy)
+            else:
+                config.validate()
+                info = domain(config.source)
+            if getattr(config, "augment", None) is not None:
+                check_augment_fits(config.augment, info)
+        except UserError as error:
+            setting = ", ".join(f"{axis}={label}" for axis, label in cell.setting)
+            raise UserError(f"grid {grid.name}, study {cell.study} ({setting}), seed {cell.seed}: {error};"
+                            " nothing was trained") from None
+    return source_run
+
+
+def resume_command(grid):
+    """The command that runs ``grid`` again: it resumes where it stopped (add the same options)."""
+    return f"python -m experiments run {grid.path if grid.path is not None else grid.name + '.json'}"
 
 
 def write_grid_outputs(grid, result, plan):
@@ -141,8 +256,8 @@ def write_grid_outputs(grid, result, plan):
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
     files = {"results": write_results(result.rows, out / "results.csv", grid.axis_names)}
-    files["summary"] = out / "summary.md"
-    files["summary"].write_text(summary_markdown(grid, result.summary, result.best))
+    text = summary_markdown(grid, result.summary, result.best)
+    files["summary"] = _write_atomically(out / "summary.md", lambda f: f.write(text))
     plot_dir = out / "plots"
     plot_dir.mkdir(exist_ok=True)
     for study in grid.studies:
@@ -162,18 +277,20 @@ def write_grid_outputs(grid, result, plan):
 
 
 def write_results(rows, path, axes):
-    """Write ``rows`` as CSV: ``study``, one column per axis, then :data:`RESULT_COLUMNS`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``rows`` as CSV: ``study``, one column per axis, then :data:`RESULT_COLUMNS`.
+
+    Written to a temporary file and renamed over ``path``, so ``path`` is the
+    old or the new table, never half of one (a kill or Ctrl-C mid-write).
+    """
     columns = ["study", *axes, *RESULT_COLUMNS]
-    partial = path.with_name(path.name + ".tmp")
-    with open(partial, "w", newline="") as f:
+
+    def write(f):
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _csv_value(row.get(key)) for key in columns})
-    partial.replace(path)
-    return path
+
+    return _write_atomically(path, write, newline="")
 
 
 def collect_rows(grid, plan):
@@ -182,6 +299,100 @@ def collect_rows(grid, plan):
 
 
 # ------------------------------------------------------------------ internals
+
+
+def _write_atomically(path, write, **open_args):
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(partial, "w", **open_args) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _try_cell(planned, cell_runs, data_dir, source_run, verbose, failed):
+    """Run one cell (its source run first, if needed); record a failure instead of raising it.
+
+    Returns:
+        ``"ok"``, ``"failed"`` or ``"skipped"`` (its source run failed); the
+        same is set on ``planned``, with the reason. ``failed`` gains the
+        runs that failed.
+    """
+    from convlstm_tl.training import train_source
+
+    cell = planned.cell
+    if cell.source_config is not None and not _finished(cell_runs / cell.source_config.name):
+        name = cell.source_config.name
+        if name not in failed:
+            log.info("training source run %s", name)
+            _attempt(name, lambda: train_source(
+                replace(cell.source_config, **_placement(cell_runs, name, data_dir)), verbose=verbose), failed)
+        if name in failed:
+            planned.status, planned.reason = SKIPPED, f"source run {name} failed: {failed[name][1]}"
+            return SKIPPED
+    if _attempt(cell.run_name, lambda: _run_cell(cell, cell_runs, data_dir, source_run, verbose), failed):
+        planned.done, planned.status, planned.reason = True, OK, ""
+        return OK
+    planned.status, planned.reason = FAILED, failed[cell.run_name][1]
+    return FAILED
+
+
+def _attempt(name, work, failed):
+    """``work()``; True if it returned, False (and ``failed[name]`` set) if it raised an error."""
+    try:
+        work()
+        return True
+    except UserError as error:
+        failed[name] = ("user", " ".join(str(error).split()))
+        log.info("%s failed: %s; going on with the other cells", name, failed[name][1])
+    except Exception as error:  # noqa: BLE001 - one broken cell must not stop the grid
+        failed[name] = ("bug", f"{type(error).__name__}: {' '.join(str(error).split())}")
+        log.error("%s failed; going on with the other cells", name, exc_info=True)
+    return False
+
+
+def _share_outcome(plan, planned):
+    """Give the cells that share ``planned``'s run (same config, other study) its outcome."""
+    for other in plan:
+        if other.run_dir == planned.run_dir and other is not planned:
+            other.done, other.status, other.reason = planned.done, planned.status, planned.reason
+
+
+def _interrupted(grid, planned, out):
+    running = f" while running {planned.run_dir.name}" if planned is not None else ""
+    return Interrupted(f"grid {grid.name} interrupted{running}; finished cells, {out / 'results.csv'} and the"
+                       f" epochs saved so far are kept: run `{resume_command(grid)}` (same options) to resume")
+
+
+def _existing_source_record(source_run):
+    """``(blocks, input kind, channels)`` of an existing source run, as transfer will load it."""
+    from convlstm_tl.model import has_embedding
+    from convlstm_tl.transfer import load_source_run
+
+    source = load_source_run(str(source_run), source_run.parent)
+    return source.n_blocks, "tokens" if has_embedding(source.model) else "frames", source.frame_shape[-1]
+
+
+def _check_transfer_fits(config, info, n_blocks, kind, channels, parse_strategy):
+    """What :func:`convlstm_tl.transfer.transfer` refuses about a strategy and a target, checked up front."""
+    strategy = parse_strategy(config.strategy, n_blocks, head_epochs=config.head_epochs)
+    if len(strategy.phases) > 1 and config.epochs <= config.head_epochs:
+        raise ConfigError(f"gradual needs more epochs than head_epochs. Received: epochs={config.epochs},"
+                          f" head_epochs={config.head_epochs}")
+    if info.kind != kind:
+        raise UserError(f"the source is trained on {kind} but the target {info.domain} holds {info.kind};"
+                        " transfer needs the same kind of input")
+    if info.frame_shape[-1] != channels:
+        raise UserError(f"the target {info.domain}'s frames {tuple(info.frame_shape)} have {info.frame_shape[-1]}"
+                        f" channels but the source body takes {channels}; transfer needs the same channels")
 
 
 def _finished(run_dir):
@@ -203,10 +414,6 @@ def _run_cell(cell, cell_runs, data_dir, source_run, verbose):
     from convlstm_tl.training import train_source
     from convlstm_tl.transfer import transfer
 
-    if cell.source_config is not None and not _finished(cell_runs / cell.source_config.name):
-        log.info("training source run %s", cell.source_config.name)
-        train_source(replace(cell.source_config, **_placement(cell_runs, cell.source_config.name, data_dir)),
-                     verbose=verbose)
     config = replace(cell.config, **_placement(cell_runs, cell.run_name, data_dir))
     log.info("running %s (study %s, seed %d)", cell.run_name, cell.study, cell.seed)
     if isinstance(config, TransferConfig):
@@ -229,15 +436,27 @@ def _placement(cell_runs, name, data_dir):
             "resume": resumable}
 
 
-def _rows(grid, plan):
+def _rows(grid, plan, attempted=False):
+    """Rows of the finished cells and, with ``attempted``, of those that failed or were skipped."""
     rows, seen = [], set()
     for planned in plan:
         key = (planned.cell.study, planned.cell.setting, planned.cell.seed)
-        if not planned.done or key in seen:
+        if key in seen:
+            continue
+        if planned.done:
+            rows.append(_row(planned))
+        elif attempted and planned.status in (FAILED, SKIPPED):
+            cell = planned.cell
+            rows.append({"study": cell.study, **cell.labels, "seed": cell.seed, "run": planned.run_dir.name,
+                         "status": planned.status, "reason": planned.reason})
+        else:
             continue
         seen.add(key)
-        rows.append(_row(planned))
     return rows
+
+
+def _write_progress(grid, plan, out):
+    write_results(_rows(grid, plan, attempted=True), out / "results.csv", grid.axis_names)
 
 
 def _row(planned):
@@ -252,7 +471,7 @@ def _row(planned):
         "epochs_run": metrics.get("epochs_run"),
         "n_train": (run_config.get("target_samples") or {}).get("n", (run_config.get("domain") or {})
                                                                  .get("split_sizes", {}).get("train")),
-        "feature_cache": metrics.get("feature_cache"),
+        "feature_cache": metrics.get("feature_cache"), "status": OK, "reason": "",
     }
 
 

@@ -188,7 +188,7 @@ def test_run_writes_results_and_resume_skips_finished_cells(tmp_path, capsys):
     assert "Hit rate:" in (out / "advice.md").read_text() and (out / "advice.csv").is_file()
 
     # A dry run lists every cell as finished and trains nothing.
-    assert main(["run", str(grid_file), "--dry-run", "--runs-dir", str(runs)]) == 0
+    assert main(["run", str(grid_file), "--dry-run", "--runs-dir", str(runs), "--data-dir", str(data)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("done  tiny:") == 4 and "4 cells, 4 finished, 0 to run" in listing
 
