@@ -23,6 +23,7 @@ cells are not finished, so running the grid again retries them.
 """
 
 import csv
+import errno
 import logging
 import math
 import os
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ("seed", "run", "accuracy", "macro_f1", "source_accuracy", "train_seconds", "epochs_run", "n_train",
                   "feature_cache", "status", "reason")
+# Errors of the environment (space, quota, permissions): a cell failing with
+# one failed for a user error, not a bug.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                                errno.ENAMETOOLONG})
 # Values of the ``status`` column.
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -350,12 +355,23 @@ def _attempt(name, work, failed):
     try:
         work()
         return True
-    except UserError as error:
-        failed[name] = ("user", " ".join(str(error).split()))
+    except (UserError, OSError) as error:
+        if isinstance(error, OSError) and error.errno not in ENVIRONMENT_ERRNOS:
+            return _bug(name, error, failed)
+        reason = str(error) if isinstance(error, UserError) else \
+            f"{error.strerror}{f' ({error.filename})' if error.filename else ''}; free some space or choose a" \
+            " folder you can write"
+        failed[name] = ("user", " ".join(reason.split()))
         log.info("%s failed: %s; going on with the other cells", name, failed[name][1])
     except Exception as error:  # noqa: BLE001 - one broken cell must not stop the grid
-        failed[name] = ("bug", f"{type(error).__name__}: {' '.join(str(error).split())}")
-        log.error("%s failed; going on with the other cells", name, exc_info=True)
+        return _bug(name, error, failed)
+    return False
+
+
+def _bug(name, error, failed):
+    """Record a failure that is no user error; its traceback is logged (it is a bug to report)."""
+    failed[name] = ("bug", f"{type(error).__name__}: {' '.join(str(error).split())}")
+    log.error("%s failed; going on with the other cells", name, exc_info=error)
     return False
 
 
