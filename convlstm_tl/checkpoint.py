@@ -29,8 +29,8 @@ import keras
 import numpy as np
 
 from convlstm_tl.errors import RunError
+from convlstm_tl.runs import CHECKPOINT_FILE
 
-CHECKPOINT_FILE = ".checkpoint.npz"
 FORMAT_VERSION = 1
 
 

@@ -40,6 +40,7 @@ from convlstm_tl.domain import SPLITS, DomainInfo, find_domain, open_domain, voc
 from convlstm_tl.errors import ConfigError, RunError, UserError
 from convlstm_tl.files import give_usual_permissions, replace_folder
 from convlstm_tl.metrics import classification_metrics, classification_report_text
+from convlstm_tl.record import load_run_record
 from convlstm_tl.runs import find_run
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def read_run(path, *, label=None, listed=True):
     """Check a run directory and read its ``config.json`` into a :class:`RunEntry`."""
     path = find_run(Path(path).parent, Path(path).name).resolve()
     try:
-        config = load_json(path / "config.json")
+        config = load_run_record(path)
     except ConfigError as error:
         raise RunError(f"run {path}: {error}") from None
     domain = config.get("domain") if isinstance(config, dict) else None

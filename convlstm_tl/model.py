@@ -178,8 +178,18 @@ def load_model(path):
     """
     from convlstm_tl.errors import RunError
 
+    import warnings
+
+    # Keras warns (e.g. "Skipping nested container") before it fails on a file
+    # it cannot read; the failure is one line of its own, so those warnings
+    # are held back and issued only if the load succeeds.
     try:
-        return keras.saving.load_model(path, compile=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = keras.saving.load_model(path, compile=False)
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return model
     except Exception as error:  # a truncated or foreign file fails in many ways
         raise RunError(f"cannot load {path} ({type(error).__name__}: {_first_line(error)}); train the run again"
                        ) from None

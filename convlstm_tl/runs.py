@@ -30,6 +30,8 @@ PARTIAL_PREFIX = ".partial-"
 # Working files of an unfinished run (the checkpoint) have names starting with
 # this; publishing the run removes them.
 WORK_FILE_PREFIX = "."
+# The checkpoint of the last finished epoch (see convlstm_tl.checkpoint), a working file.
+CHECKPOINT_FILE = ".checkpoint.npz"
 # Errors of a write that the user can fix (space, quota, permissions).
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
@@ -141,7 +143,7 @@ class RunDirectory:
             if not self.publish:
                 shutil.rmtree(self.path, ignore_errors=True)
                 return False
-            keep = bool(_work_files(self.path))  # the last finished epoch is saved: no failure deletes it
+            keep = (self.path / CHECKPOINT_FILE).is_file()  # the last finished epoch: no failure deletes it
             if not keep and not (self.resume and issubclass(exc_type, UserError)):
                 shutil.rmtree(self.path, ignore_errors=True)
             error = self._explain(exc_type, exc, kept=keep)
@@ -162,7 +164,7 @@ class RunDirectory:
 
     def _explain(self, exc_type, exc, *, kept):
         """The one-line error to raise instead of ``exc``, or None to let ``exc`` through."""
-        resume = f"; the last finished epoch is kept in {self.path}" if kept else ""
+        resume = f"; the last finished epoch is saved in {self.path}" if kept else ""
         if issubclass(exc_type, KeyboardInterrupt):
             return Interrupted(f"interrupted{resume}, continue with --resume") if kept else None
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:

@@ -23,7 +23,6 @@ runs in inference mode, so the source's statistics never move.
 import logging
 import re
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -198,22 +197,8 @@ def load_source_run(source_run, runs_dir):
     path = Path(source_run) if not in_runs_dir.exists() and Path(source_run).is_dir() else in_runs_dir
     path = find_run(path.parent, path.name)
     config = load_run_record(path)
-    model = _load_quietly_on_error(path / "model.keras")
+    model = load_model(path / "model.keras")
     return SourceRun(path=path, config=config, model_config=model_config(config), model=model)
-
-
-def _load_quietly_on_error(path):
-    """:func:`load_model`, holding back the warnings Keras issues while loading until it succeeds.
-
-    A file Keras cannot read makes it warn (e.g. "Skipping nested container")
-    before it fails; the failure is one line of its own, so those warnings go.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = load_model(path)
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return model
 
 
 def check_same_input(source, target_info, strategy):

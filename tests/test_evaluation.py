@@ -158,7 +158,7 @@ def _fake_run(runs_dir, name, class_names=SOURCE_CLASSES, frame_shape=FRAMES_1D,
     """A run folder with a config.json and a placeholder model: enough for the checks that load no model."""
     path = Path(runs_dir) / name
     path.mkdir(parents=True)
-    config = {"kind": "source", "domain": {"name": "Src", "class_names": list(class_names),
+    config = {"kind": "source", "model": {"filters": [4]}, "domain": {"name": "Src", "class_names": list(class_names),
                                            "frame_shape": list(frame_shape)}, **extra}
     (path / "config.json").write_text(json.dumps(config))
     (path / "model.keras").write_bytes(b"")
