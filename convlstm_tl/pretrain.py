@@ -185,6 +185,7 @@ def pretrain(config, *, info=None, verbose="auto"):
                                       shuffle=split == "train", seed=config.seed)
                  for split in ("train", "val", "test")}
     with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume) as run:
+        run.watch(info.path)
         run.save_config(run_config)
         model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=FramePredictionLoss(shift))
         history, train_seconds = fit(model, sequences["train"], sequences["val"], epochs=config.epochs,

@@ -87,6 +87,7 @@ def train_source(config, *, info=None, verbose="auto"):
     }
     with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
                       publish=chief) as run:
+        run.watch(path)
         run.save_config(run_config)
         with distribute.scope(strategy):
             model.compile(

@@ -405,6 +405,7 @@ def transfer(config, *, target_info=None, verbose="auto"):
     run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
                                  publish=chief)
     with run_directory as run, distribute.scope(distribution):
+        run.watch(target_info.path)
         run.save_config(run_config)
         history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose,
                                          checkpoint=Checkpoint.open(run.path))

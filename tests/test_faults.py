@@ -325,3 +325,22 @@ def test_evaluate_interrupted_or_out_of_space_leaves_no_temporary(tmp_path, monk
         assert run_main(evaluate.main, argv, prog=evaluate.PROG) == code
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
         assert _entries(tmp_path) == ["data", "runs"]
+
+
+@pytest.mark.slow
+def test_a_domain_file_replaced_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+    domain = write_tiny(tmp_path / "data")
+    from convlstm_tl import training
+
+    real = training.evaluate_and_save
+
+    def replaced_then_evaluate(*args, **kwargs):
+        write_tiny(tmp_path / "data", frame_shape=(4, 1, 6, 2))  # a re-run of data_prep with other frames
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate_and_save", replaced_then_evaluate)
+    code = _run_train(["--source", "Tiny", *TINY], tmp_path, monkeypatch)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(domain.path.name) in err[0] and "--resume" in err[0]
+    assert (tmp_path / "runs" / ".partial-Tiny" / CHECKPOINT_FILE).is_file()
