@@ -37,7 +37,7 @@ class ModelConfig:
     embedding_dim: int = 32  # token domains: size of the word vectors in front of block_1
     head_dropout: float = 0.5  # dropout before the softmax
     l2: float = 1e-4  # L2 penalty on kernels
-    # ConvLSTM implementation: "fast" (convlstm_tl.layers.FastConvLSTM2D) or
+    # ConvLSTM implementation: "fast" (convlstm_tl.models.layers.FastConvLSTM2D) or
     # "keras" (keras.layers.ConvLSTM2D); same math and weight layout.
     cell: str = "fast"
 
@@ -64,7 +64,7 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training-time augmentation (see :mod:`convlstm_tl.augment`); 0 turns a transform off."""
+    """Training-time augmentation (see :mod:`convlstm_tl.data.augment`); 0 turns a transform off."""
 
     scale: float = 0.0  # multiply each sample's channels by U(1 - scale, 1 + scale)
     jitter: float = 0.0  # add Gaussian noise, sigma = jitter x the sample's per-channel std
@@ -197,7 +197,7 @@ OBJECTIVES = ("next_frame", "reconstruction")
 
 @dataclass
 class PretrainConfig:
-    """Everything that defines an unsupervised pretraining run (see :mod:`convlstm_tl.pretrain`)."""
+    """Everything that defines an unsupervised pretraining run (see :mod:`convlstm_tl.training.pretrain`)."""
 
     domain: str = ""  # domain whose frames are learnt, without labels (file <data_dir>/<domain>.h5)
     name: str = ""  # run name; empty means <domain>-pretrain

@@ -1,6 +1,6 @@
 """Validate a domain file against the format; exit 2 with the reason if it breaks it.
 
-Everything :func:`convlstm_tl.domain.open_domain` checks, with ``x`` scanned
+Everything :func:`convlstm_tl.data.format.open_domain` checks, with ``x`` scanned
 chunk by chunk for NaN and inf (or token ids outside the vocab)::
 
     python -m data_prep check data/mnist.h5
@@ -8,7 +8,7 @@ chunk by chunk for NaN and inf (or token ids outside the vocab)::
 
 from pathlib import Path
 
-from convlstm_tl.domain import SPLITS, open_domain
+from convlstm_tl.data.format import SPLITS, open_domain
 from data_prep.info import print_quietly
 
 

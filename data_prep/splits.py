@@ -9,7 +9,7 @@ into evaluation.
 
 import numpy as np
 
-from convlstm_tl.domain import SPLITS
+from convlstm_tl.data.format import SPLITS
 from convlstm_tl.errors import UserError
 
 # One place for the default ratios; train gets the rest.

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.domain import (
+from convlstm_tl.data.format import (
     SPLITS, SplitArrays, check_domain_name, find_domain, open_domain, resolve_data_dir, write_domain,
 )
 from convlstm_tl.errors import UserError

@@ -1,4 +1,4 @@
-"""Figures of a grid's results, drawn on the Agg canvas like :mod:`convlstm_tl.plots`
+"""Figures of a grid's results, drawn on the Agg canvas like :mod:`convlstm_tl.evaluation.plots`
 (no display needed, pyplot's global state untouched)."""
 
 import math

@@ -9,7 +9,7 @@ Layout, for a grid named ``G``::
 
 A cell's run is named after its strategy, seed and a hash of its settings
 (see :mod:`experiments.grid`), so a cell is finished exactly when that run
-directory exists (runs are published whole, see :mod:`convlstm_tl.runs`):
+directory exists (runs are published whole, see :mod:`convlstm_tl.runs.directory`):
 running the grid again skips it, and a cell whose settings changed gets a
 new run. Cells that resolve to the same config share one run. A cell that an
 interrupted grid left half-done is resumed from its last saved epoch.
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from convlstm_tl.config import TransferConfig, load_json
 from convlstm_tl.errors import ConfigError, Interrupted, UserError
-from convlstm_tl.runs import find_run, partial_path
+from convlstm_tl.runs.directory import find_run, partial_path
 from experiments import plots
 from experiments.grid import expand_grid, slug
 from experiments.summary import best_settings, summarize, summary_markdown
@@ -203,9 +203,9 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
     Raises:
         UserError: one line naming the cell and what is wrong.
     """
-    from convlstm_tl.domain import find_domain, open_domain
-    from convlstm_tl.training import check_augment_fits
-    from convlstm_tl.transfer import parse_strategy
+    from convlstm_tl.data.format import find_domain, open_domain
+    from convlstm_tl.training.source import check_augment_fits
+    from convlstm_tl.training.transfer import parse_strategy
 
     _, cell_runs = grid_dirs(grid, runs_dir=runs_dir)
     infos = {}
@@ -331,7 +331,7 @@ def _try_cell(planned, cell_runs, data_dir, source_run, verbose, failed):
         same is set on ``planned``, with the reason. ``failed`` gains the
         runs that failed.
     """
-    from convlstm_tl.training import train_source
+    from convlstm_tl.training.source import train_source
 
     cell = planned.cell
     if cell.source_config is not None and not _finished(cell_runs / cell.source_config.name):
@@ -390,15 +390,15 @@ def _interrupted(grid, planned, out):
 
 def _existing_source_record(source_run):
     """``(blocks, input kind, channels)`` of an existing source run, as transfer will load it."""
-    from convlstm_tl.model import has_embedding
-    from convlstm_tl.transfer import load_source_run
+    from convlstm_tl.models.classifier import has_embedding
+    from convlstm_tl.training.transfer import load_source_run
 
     source = load_source_run(str(source_run), source_run.parent)
     return source.n_blocks, "tokens" if has_embedding(source.model) else "frames", source.frame_shape[-1]
 
 
 def _check_transfer_fits(config, info, n_blocks, kind, channels, parse_strategy):
-    """What :func:`convlstm_tl.transfer.transfer` refuses about a strategy and a target, checked up front."""
+    """What :func:`convlstm_tl.training.transfer.transfer` refuses about a strategy and a target, checked up front."""
     strategy = parse_strategy(config.strategy, n_blocks, head_epochs=config.head_epochs)
     if len(strategy.phases) > 1 and config.epochs <= config.head_epochs:
         raise ConfigError(f"gradual needs more epochs than head_epochs. Received: epochs={config.epochs},"
@@ -427,8 +427,8 @@ def _existing_source(grid, runs_dir):
 
 def _run_cell(cell, cell_runs, data_dir, source_run, verbose):
     # Imported here so that planning and dry runs do not start the backend.
-    from convlstm_tl.training import train_source
-    from convlstm_tl.transfer import transfer
+    from convlstm_tl.training.source import train_source
+    from convlstm_tl.training.transfer import transfer
 
     config = replace(cell.config, **_placement(cell_runs, cell.run_name, data_dir))
     log.info("running %s (study %s, seed %d)", cell.run_name, cell.study, cell.seed)
@@ -445,7 +445,7 @@ def _placement(cell_runs, name, data_dir):
     A run an interrupted grid left with saved epochs is continued from its
     last one (``--resume``); one that saved none starts again.
     """
-    from convlstm_tl.checkpoint import Checkpoint
+    from convlstm_tl.training.checkpoint import Checkpoint
 
     resumable = Checkpoint(partial_path(cell_runs, name)).path.is_file()
     return {"runs_dir": str(cell_runs), "data_dir": data_dir or "", "overwrite": not resumable,

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from convlstm_tl.augment import augment_batch, spatial_shift, time_shift
+from convlstm_tl.data.augment import augment_batch, spatial_shift, time_shift
 from convlstm_tl.config import AugmentConfig, ConfigError
-from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import SplitArrays, write_domain
+from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.format import SplitArrays, write_domain
 
 
 def _batch(shape=(4, 5, 1, 6, 3), seed=0):
@@ -91,7 +91,7 @@ def test_domain_sequence_augments_training_batches_keeps_labels_and_is_off_for_e
 
 
 def test_random_rotations_are_proper_rotations_within_the_angle():
-    from convlstm_tl.augment import random_rotations
+    from convlstm_tl.data.augment import random_rotations
 
     rotations = random_rotations(50, 30.0, np.random.default_rng(0))
     for r in rotations:
@@ -102,7 +102,7 @@ def test_random_rotations_are_proper_rotations_within_the_angle():
 
 
 def test_rotation_turns_every_vector_group_of_a_sample_alike_and_keeps_norms():
-    from convlstm_tl.augment import rotate_vectors
+    from convlstm_tl.data.augment import rotate_vectors
 
     x = _batch(shape=(3, 2, 1, 4, 6))
     out = rotate_vectors(x, 90.0, (), np.random.default_rng(1))
@@ -117,7 +117,7 @@ def test_rotation_turns_every_vector_group_of_a_sample_alike_and_keeps_norms():
 
 
 def test_rotation_leaves_channels_outside_the_groups_alone_and_refuses_bad_groups():
-    from convlstm_tl.augment import rotate_vectors
+    from convlstm_tl.data.augment import rotate_vectors
 
     x = _batch(shape=(2, 2, 1, 3, 4))
     out = rotate_vectors(x, 45.0, (1, 2, 3), np.random.default_rng(0))

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from conftest import write_tiny
-from convlstm_tl import advise, evaluate, train
+from convlstm_tl.cli import advise, evaluate, train
 from convlstm_tl.cli import run_main
 from convlstm_tl.config import ModelConfig, TrainConfig
-from convlstm_tl.training import train_source
+from convlstm_tl.training.source import train_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--batch-size", "16", "--filters", "4", "--head-units", "8", "--quiet"]

@@ -1,11 +1,12 @@
-"""Tests of ``convlstm_tl.bench`` on tiny shapes: what it returns, not how fast (speed is the bench's job)."""
+"""Tests of ``convlstm_tl.bench.benchmark`` on tiny shapes: what it returns, not how fast (speed is the bench's job)."""
 
 import numpy as np
 import pytest
 
-from convlstm_tl import bench
-from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import open_domain
+from convlstm_tl.bench import __main__ as bench_cli
+from convlstm_tl.bench import benchmark as bench
+from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.format import open_domain
 
 TINY = {"tiny": ((3, 1, 6, 2), 3)}
 
@@ -53,12 +54,12 @@ def test_report_and_json_carry_every_ratio(tmp_path):
                                              "train_peak_rss_mib": 920.0, "predict_peak_rss_mib": 915.0},
                                     "train_ratio": 1.25, "predict_ratio": 1.25}},
                "data_path": None}
-    text = bench.format_report(results)
+    text = bench_cli.format_report(results)
     assert "1.25x" in text and "800.0" in text and "920" in text
 
 
 def test_bad_shapes_flag_is_a_user_error(capsys):
     from convlstm_tl.cli import run_main
 
-    assert run_main(bench.main, ["--shapes", "watch,cifar"], prog=bench.PROG) == 2
+    assert run_main(bench_cli.main, ["--shapes", "watch,cifar"], prog=bench_cli.PROG) == 2
     assert "--shapes takes names from watch, digits" in capsys.readouterr().err

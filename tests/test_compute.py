@@ -10,7 +10,7 @@ from convlstm_tl import config as config_module
 from convlstm_tl.compute import JIT_MODES, MIXED_PRECISION_POLICIES, dtype_policy, jit_compile
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.train import build_config, build_transfer_config, main, parse_args
+from convlstm_tl.cli.train import build_config, build_transfer_config, main, parse_args
 
 
 def test_options_match_the_config_choices():
@@ -66,8 +66,8 @@ def test_config_refuses_unknown_values(cls, extra):
 
 
 def test_mixed_precision_source_run_and_transfer(shared_domain, tmp_path):
-    from convlstm_tl.training import train_source
-    from convlstm_tl.transfer import transfer
+    from convlstm_tl.training.source import train_source
+    from convlstm_tl.training.transfer import transfer
 
     runs = tmp_path / "runs"
     source = train_source(TrainConfig(source=shared_domain.name, data_dir=str(shared_domain.data_dir),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import data_prep_error_line
-from convlstm_tl.domain import open_domain, read_labels, read_split
+from convlstm_tl.data.format import open_domain, read_labels, read_split
 from convlstm_tl.errors import UserError
 from data_prep.text import OOV_ID, PAD_ID, build_vocab, encode, parse_line, prepare_text, read_examples
 
@@ -182,8 +182,8 @@ def test_train_on_tokens_then_transfer_with_the_source_vocab(tmp_path):
     import keras
 
     from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-    from convlstm_tl.training import train_source
-    from convlstm_tl.transfer import transfer
+    from convlstm_tl.training.source import train_source
+    from convlstm_tl.training.transfer import transfer
 
     data, runs = tmp_path / "data", tmp_path / "runs"
     prepare_text(write_text_file(tmp_path / "a.tsv", n=90), "src", data, frames=2, width=6)
@@ -214,7 +214,7 @@ def test_train_on_tokens_then_transfer_with_the_source_vocab(tmp_path):
     assert not (runs / "src-own-freeze").exists()
 
     # Evaluation refuses, before predicting, a domain whose ids mean other words.
-    from convlstm_tl.evaluation import plan_evaluation
+    from convlstm_tl.evaluation.crossdomain import plan_evaluation
 
     assert plan_evaluation([source.run_dir], ["src", "tgt"], data_dir=str(data)).pairs
     with pytest.raises(UserError, match="another vocabulary"):

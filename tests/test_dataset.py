@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.dataset.DomainSequence``: batching, shuffling, streaming."""
+"""Tests of ``convlstm_tl.data.sequence.DomainSequence``: batching, shuffling, streaming."""
 
 import pickle
 
@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import SplitArrays, write_domain
+from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.format import SplitArrays, write_domain
 
 N_TRAIN = 48
 
@@ -185,7 +185,7 @@ def test_pickling_drops_the_file_handle(indexed_path):
 def test_read_rows_equals_a_point_selection(tiny_domain, rows):
     import h5py
 
-    from convlstm_tl.dataset import read_rows
+    from convlstm_tl.data.sequence import read_rows
 
     with h5py.File(tiny_domain.path, "r") as f:
         x = f["train"]["x"]

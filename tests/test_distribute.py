@@ -23,14 +23,14 @@ from convlstm_tl.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--epochs", "2", "--batch-size", "16", "--lr", "0.01", "--filters", "4", "--head-units", "8", "--quiet",
          "--patience", "0"]
-# Runs convlstm_tl.train's CLI after giving TensorFlow N logical CPU devices.
+# Runs convlstm_tl.cli.train's CLI after giving TensorFlow N logical CPU devices.
 LAUNCHER = """
 import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[1]))
 from convlstm_tl.cli import run_main
-from convlstm_tl.train import PROG, main
+from convlstm_tl.cli.train import PROG, main
 sys.exit(run_main(main, sys.argv[2:], prog=PROG))
 """
 
@@ -192,7 +192,7 @@ def test_two_trainings_in_one_runs_dir_do_not_interfere(tmp_path):
 
 def test_a_run_being_written_is_locked(tmp_path):
     from convlstm_tl.errors import RunError
-    from convlstm_tl.runs import RunDirectory, check_run_target
+    from convlstm_tl.runs.directory import RunDirectory, check_run_target
 
     with RunDirectory(tmp_path, "St"):
         with pytest.raises(RunError, match="being written by another process"):

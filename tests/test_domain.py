@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.domain``: writing, validating and reading domain files."""
+"""Tests of ``convlstm_tl.data.format``: writing, validating and reading domain files."""
 
 import json
 from pathlib import Path
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, make_splits, write_tiny
-from convlstm_tl import domain as domain_module
-from convlstm_tl.domain import (
+from convlstm_tl.data import format as domain_module
+from convlstm_tl.data.format import (
     FORMAT_VERSION,
     SplitArrays,
     channel_stats,

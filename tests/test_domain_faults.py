@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from convlstm_tl import domain as domain_module
-from convlstm_tl.domain import DomainWriter, open_domain
+from convlstm_tl.data import format as domain_module
+from convlstm_tl.data.format import DomainWriter, open_domain
 from convlstm_tl.errors import DomainFileError
 from tests.conftest import CLASS_NAMES, data_prep_error_line, write_tiny
 
@@ -134,7 +134,7 @@ def test_external_storage_on_a_fifo_is_refused_without_reading_it(tmp_path):
         shape = f["train/x"].shape
         del f["train/x"]
         f.create_dataset("train/x", shape=shape, dtype="float32", external=[(str(fifo), 0, h5py.h5f.UNLIMITED)])
-    code = ("import sys; from convlstm_tl.domain import open_domain\n"
+    code = ("import sys; from convlstm_tl.data.format import open_domain\n"
             "from convlstm_tl.errors import DomainFileError\n"
             f"try: open_domain({str(tiny.path)!r})\nexcept DomainFileError as e: print(e); sys.exit(2)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -177,7 +177,7 @@ def test_sigterm_during_data_prep_leaves_no_temporary(tmp_path):
     import time
     out = tmp_path / "out"
     code = ("import time, numpy as np\n"
-            "from convlstm_tl.domain import DomainWriter\n"
+            "from convlstm_tl.data.format import DomainWriter\n"
             f"with DomainWriter({str(out / 'd.h5')!r}, domain='d', class_names=['a'], provenance='t',"
             " frame_shape=(1, 1, 1, 1)) as w:\n"
             "    while True:\n"

@@ -1,4 +1,4 @@
-"""Tests of cross-domain evaluation: ``convlstm_tl.evaluation`` and ``python -m convlstm_tl.evaluate``."""
+"""Tests of cross-domain evaluation: ``convlstm_tl.evaluation.crossdomain`` and ``python -m convlstm_tl.evaluate``."""
 
 import json
 import os
@@ -12,9 +12,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from conftest import FRAMES_1D, FRAMES_2D, SPLIT_SIZES, make_splits
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-from convlstm_tl.domain import read_split, write_domain
+from convlstm_tl.data.format import read_split, write_domain
 from convlstm_tl.errors import UserError
-from convlstm_tl.evaluation import (
+from convlstm_tl.evaluation.crossdomain import (
     METRIC_KEYS,
     file_stem,
     align_predictions,
@@ -25,7 +25,7 @@ from convlstm_tl.evaluation import (
     plan_evaluation,
     write_evaluation,
 )
-from convlstm_tl.metrics import classification_metrics
+from convlstm_tl.evaluation.metrics import classification_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m convlstm_tl.evaluate"
@@ -265,8 +265,8 @@ def world(tmp_path_factory):
     ``other/Src`` sit, so their accuracies on Src (1/2 and 1/6) tell which
     of them forgetting was measured against.
     """
-    from convlstm_tl.training import train_source
-    from convlstm_tl.transfer import transfer
+    from convlstm_tl.training.source import train_source
+    from convlstm_tl.training.transfer import transfer
 
     root = tmp_path_factory.mktemp("evaluation")
     data_dir = root / "data"
@@ -436,8 +436,8 @@ def test_cli_writes_and_prints_the_evaluation(world):
 def test_input_problem_refuses_mixed_kinds_and_other_vocabularies():
     from types import SimpleNamespace
 
-    from convlstm_tl.domain import vocab_fingerprint
-    from convlstm_tl.evaluation import input_problem
+    from convlstm_tl.data.format import vocab_fingerprint
+    from convlstm_tl.evaluation.crossdomain import input_problem
 
     frames = SimpleNamespace(kind="frames", vocab=())
     tokens = SimpleNamespace(kind="tokens", vocab=("<pad>", "<oov>", "good"))

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from conftest import write_tiny
 
-from convlstm_tl.checkpoint import Checkpoint
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.cli import run_main
 from convlstm_tl.config import TransferConfig
 from convlstm_tl.errors import ConfigError, Interrupted

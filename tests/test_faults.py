@@ -21,13 +21,13 @@ import keras
 import pytest
 
 from conftest import write_tiny
-from convlstm_tl import evaluate, train
-from convlstm_tl.checkpoint import CHECKPOINT_FILE
+from convlstm_tl.cli import evaluate, train
+from convlstm_tl.training.checkpoint import CHECKPOINT_FILE
 from convlstm_tl.cli import EXIT_SIGTERM, run_main
 from convlstm_tl.errors import DomainFileError, Interrupted, RunError
-from convlstm_tl.evaluation import check_output_dir, file_stem
+from convlstm_tl.evaluation.crossdomain import check_output_dir, file_stem
 from convlstm_tl.files import replace_folder
-from convlstm_tl.runs import COMPLETE_MARKER, PAUSE_ENV, RUN_FILES, RunDirectory, find_run, recover_run
+from convlstm_tl.runs.directory import COMPLETE_MARKER, PAUSE_ENV, RUN_FILES, RunDirectory, find_run, recover_run
 from convlstm_tl import files as files_module
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -307,9 +307,9 @@ def test_file_stems_are_distinct_for_distinct_names():
 @pytest.mark.slow
 def test_evaluate_interrupted_or_out_of_space_leaves_no_temporary(tmp_path, monkeypatch, capsys):
     from conftest import write_tiny as write
-    from convlstm_tl import evaluation as evaluation_module
+    from convlstm_tl.evaluation import crossdomain as evaluation_module
     from convlstm_tl.config import ModelConfig, TrainConfig
-    from convlstm_tl.training import train_source
+    from convlstm_tl.training.source import train_source
 
     write(tmp_path / "data")
     train_source(TrainConfig(source="Tiny", data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"),
@@ -330,7 +330,7 @@ def test_evaluate_interrupted_or_out_of_space_leaves_no_temporary(tmp_path, monk
 @pytest.mark.slow
 def test_a_domain_file_replaced_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
     domain = write_tiny(tmp_path / "data")
-    from convlstm_tl import training
+    from convlstm_tl.training import source as training
 
     real = training.evaluate_and_save
 

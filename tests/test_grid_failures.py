@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import write_tiny
 
-import convlstm_tl.training
-import convlstm_tl.transfer
-from convlstm_tl.checkpoint import Checkpoint
+import convlstm_tl.training.source
+import convlstm_tl.training.transfer
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.cli import run_main
 from convlstm_tl.errors import DomainFileError
-from convlstm_tl.runs import partial_path
+from convlstm_tl.runs.directory import partial_path
 from experiments.__main__ import PROG, main
 from experiments.grid import expand_grid, load_grid
 
@@ -45,7 +45,7 @@ def _results(runs):
 @pytest.mark.slow
 def test_failed_cells_are_recorded_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
     _, argv, runs = _tiny_grid(tmp_path, [0, 1], {"strategy": ["freeze", "scratch"]})
-    real_train, real_transfer = convlstm_tl.training.train_source, convlstm_tl.transfer.transfer
+    real_train, real_transfer = convlstm_tl.training.source.train_source, convlstm_tl.training.transfer.transfer
     error = {"kind": RuntimeError}
 
     def train_source(config, **kwargs):
@@ -58,8 +58,8 @@ def test_failed_cells_are_recorded_and_the_grid_goes_on(tmp_path, monkeypatch, c
             raise error["kind"]("scratch broke")
         return real_transfer(config, **kwargs)
 
-    monkeypatch.setattr(convlstm_tl.training, "train_source", train_source)
-    monkeypatch.setattr(convlstm_tl.transfer, "transfer", transfer)
+    monkeypatch.setattr(convlstm_tl.training.source, "train_source", train_source)
+    monkeypatch.setattr(convlstm_tl.training.transfer, "transfer", transfer)
 
     # A fault that is not a user error: exit 1, the last stderr line names the failed runs.
     assert run_main(main, argv, prog=PROG) == 1
@@ -90,8 +90,8 @@ def test_failed_cells_are_recorded_and_the_grid_goes_on(tmp_path, monkeypatch, c
     assert [row["status"] for row in _results(runs)] == ["ok", "skipped", "failed", "skipped"]
 
     # Fixed: the next run retries the failed and skipped cells and finishes the grid.
-    monkeypatch.setattr(convlstm_tl.training, "train_source", real_train)
-    monkeypatch.setattr(convlstm_tl.transfer, "transfer", real_transfer)
+    monkeypatch.setattr(convlstm_tl.training.source, "train_source", real_train)
+    monkeypatch.setattr(convlstm_tl.training.transfer, "transfer", real_transfer)
     assert run_main(main, argv, prog=PROG) == 0
     rows = _results(runs)
     assert [row["status"] for row in rows] == ["ok"] * 4 and all(row["accuracy"] for row in rows)
@@ -101,14 +101,14 @@ def test_failed_cells_are_recorded_and_the_grid_goes_on(tmp_path, monkeypatch, c
 @pytest.mark.slow
 def test_ctrl_c_in_a_cell_says_how_to_resume(tmp_path, monkeypatch, capsys):
     grid_file, argv, runs = _tiny_grid(tmp_path, [0], {"strategy": ["freeze", "scratch"]})
-    real_transfer = convlstm_tl.transfer.transfer
+    real_transfer = convlstm_tl.training.transfer.transfer
 
     def transfer(config, **kwargs):
         if config.strategy == "scratch":
             raise KeyboardInterrupt
         return real_transfer(config, **kwargs)
 
-    monkeypatch.setattr(convlstm_tl.transfer, "transfer", transfer)
+    monkeypatch.setattr(convlstm_tl.training.transfer, "transfer", transfer)
     assert run_main(main, argv, prog=PROG) == 130
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -116,7 +116,7 @@ def test_ctrl_c_in_a_cell_says_how_to_resume(tmp_path, monkeypatch, capsys):
     assert "interrupted while running scratch-s0-" in lines[0] and f"python -m experiments run {grid_file}" in lines[0]
     # results.csv holds the cell finished before the interrupt, whole.
     assert [(row["strategy"], row["status"]) for row in _results(runs)] == [("freeze", "ok")]
-    monkeypatch.setattr(convlstm_tl.transfer, "transfer", real_transfer)
+    monkeypatch.setattr(convlstm_tl.training.transfer, "transfer", real_transfer)
     assert run_main(main, argv, prog=PROG) == 0
     assert [row["status"] for row in _results(runs)] == ["ok", "ok"]
 

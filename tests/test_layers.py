@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.layers``: the fast ConvLSTM against ``keras.layers.ConvLSTM2D``."""
+"""Tests of ``convlstm_tl.models.layers``: the fast ConvLSTM against ``keras.layers.ConvLSTM2D``."""
 
 import importlib.util
 import inspect
@@ -13,8 +13,8 @@ import pytest
 
 from convlstm_tl.compute import dtype_policy
 from convlstm_tl.config import ModelConfig
-from convlstm_tl.layers import FastConvLSTM2D, convert_model, from_keras_convlstm, to_keras_convlstm
-from convlstm_tl.model import body_blocks, build_classifier
+from convlstm_tl.models.layers import FastConvLSTM2D, convert_model, from_keras_convlstm, to_keras_convlstm
+from convlstm_tl.models.classifier import body_blocks, build_classifier
 
 # (batch, T, H, W, C) and kernel: 1-D frames with (1, k) kernels, 2-D frames with (k, k).
 CASES = [((3, 5, 1, 9, 2), (1, 3)), ((2, 4, 6, 5, 3), (3, 3))]
@@ -239,7 +239,7 @@ def test_classifier_runs_under_jax(tmp_path):
         import numpy as np
         import keras
         from convlstm_tl.config import ModelConfig
-        from convlstm_tl.model import build_classifier
+        from convlstm_tl.models.classifier import build_classifier
         assert keras.backend.backend() == "jax"
         model = build_classifier(ModelConfig(filters=(3, 2), head_units=4, recurrent_dropout=0.1),
                                  frame_shape=(4, 1, 6, 2), n_classes=3, mean=np.zeros(2), variance=np.ones(2))

@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.metrics``: values agree with scikit-learn, no warnings."""
+"""Tests of ``convlstm_tl.evaluation.metrics``: values agree with scikit-learn, no warnings."""
 
 import json
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from convlstm_tl.metrics import classification_metrics, classification_report_text
+from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
 
 DESIGN_KEYS = {"domain", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class",
                "confusion_matrix", "n_test"}

@@ -1,11 +1,11 @@
-"""Tests of ``convlstm_tl.model``: shapes, layer names, kernels, normalization, saving."""
+"""Tests of ``convlstm_tl.models.classifier``: shapes, layer names, kernels, normalization, saving."""
 
 import keras
 import numpy as np
 import pytest
 
 from convlstm_tl.config import ModelConfig
-from convlstm_tl.model import block_name, body_blocks, build_classifier, head_layers, kernel_for
+from convlstm_tl.models.classifier import block_name, body_blocks, build_classifier, head_layers, kernel_for
 
 FRAMES_1D = (4, 1, 8, 2)
 FRAMES_2D = (4, 6, 6, 1)

@@ -1,8 +1,8 @@
-"""Tests of ``convlstm_tl.plots``."""
+"""Tests of ``convlstm_tl.evaluation.plots``."""
 
 import warnings
 
-from convlstm_tl.plots import save_confusion_matrix
+from convlstm_tl.evaluation.plots import save_confusion_matrix
 
 
 def test_non_latin_class_names_draw_without_glyph_warnings(tmp_path):

@@ -10,10 +10,10 @@ from conftest import FRAMES_2D, write_tiny
 from convlstm_tl.cli import run_main
 from convlstm_tl.config import ModelConfig, PretrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.model import block_name
-from convlstm_tl.pretrain import FramePredictionLoss, baseline_loss, build_autoencoder, pretrain
-from convlstm_tl.train import PROG, main
-from convlstm_tl.transfer import transfer
+from convlstm_tl.models.classifier import block_name
+from convlstm_tl.training.pretrain import FramePredictionLoss, baseline_loss, build_autoencoder, pretrain
+from convlstm_tl.cli.train import PROG, main
+from convlstm_tl.training.transfer import transfer
 
 TINY_MODEL = ModelConfig(filters=(4, 4), head_units=8)
 

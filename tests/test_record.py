@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.record``: one schema for every run's ``config.json``."""
+"""Tests of ``convlstm_tl.runs.record``: one schema for every run's ``config.json``."""
 
 import copy
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from convlstm_tl.config import ModelConfig
 from convlstm_tl.errors import RunError
-from convlstm_tl.record import load_run_record, model_config
+from convlstm_tl.runs.record import load_run_record, model_config
 
 DOMAIN = {"name": "Src", "path": "/data/Src.h5", "class_names": ["walk", "run", "sit"], "frame_shape": [4, 1, 8, 2],
           "split_sizes": {"train": 48, "val": 12, "test": 12}, "kind": "frames"}

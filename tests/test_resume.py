@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from conftest import write_tiny
-from convlstm_tl import checkpoint as checkpoint_module
-from convlstm_tl.checkpoint import CHECKPOINT_FILE, Checkpoint
+from convlstm_tl.training import checkpoint as checkpoint_module
+from convlstm_tl.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from convlstm_tl.config import AugmentConfig, ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError, Interrupted, RunError
-from convlstm_tl.runs import RUN_FILES
-from convlstm_tl.training import train_source
-from convlstm_tl.transfer import transfer
+from convlstm_tl.runs.directory import RUN_FILES
+from convlstm_tl.training.source import train_source
+from convlstm_tl.training.transfer import transfer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m convlstm_tl.train"

@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.runs``: run directories are complete or absent."""
+"""Tests of ``convlstm_tl.runs.directory``: run directories are complete or absent."""
 
 import os
 import stat
@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from convlstm_tl.errors import RunError, UserError
-from convlstm_tl.runs import RunDirectory, check_run_target, find_run
+from convlstm_tl.runs.directory import RunDirectory, check_run_target, find_run
 
 
 def _entries(folder):

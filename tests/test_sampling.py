@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.sampling.subsample`` and of target subsampling in ``transfer()``."""
+"""Tests of ``convlstm_tl.data.subsets.subsample`` and of target subsampling in ``transfer()``."""
 
 import json
 from pathlib import Path
@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-import convlstm_tl.transfer as transfer_module
+import convlstm_tl.training.transfer as transfer_module
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-from convlstm_tl.domain import SplitArrays, channel_stats, read_labels, write_domain
+from convlstm_tl.data.format import SplitArrays, channel_stats, read_labels, write_domain
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.sampling import subsample
-from convlstm_tl.training import train_source
+from convlstm_tl.data.subsets import subsample
+from convlstm_tl.training.source import train_source
 
 N_CLASSES = 4
 UNITS_PER_CLASS = 10

@@ -1,4 +1,4 @@
-"""Tests of source training: ``convlstm_tl.training`` and ``python -m convlstm_tl.train``."""
+"""Tests of source training: ``convlstm_tl.training.source`` and ``python -m convlstm_tl.train``."""
 
 import csv
 import json
@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, write_tiny
-from convlstm_tl import training
+from convlstm_tl.training import source as training
 from convlstm_tl.config import ModelConfig, TrainConfig, to_dict
-from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import channel_stats, read_split
+from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.format import channel_stats, read_split
 from convlstm_tl.errors import DomainFileError, RunError
-from convlstm_tl.metrics import classification_metrics
-from convlstm_tl.runs import RUN_FILES
-from convlstm_tl.train import build_config, parse_args
-from convlstm_tl.training import train_source
+from convlstm_tl.evaluation.metrics import classification_metrics
+from convlstm_tl.runs.directory import RUN_FILES
+from convlstm_tl.cli.train import build_config, parse_args
+from convlstm_tl.training.source import train_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESIGN_FILES = {"config.json", "model.keras", "history.csv", "metrics.json", "report.txt", "confusion_matrix.png"}

@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.transfer`` and ``python -m convlstm_tl.train --transfer``.
+"""Tests of ``convlstm_tl.training.transfer`` and ``python -m convlstm_tl.train --transfer``.
 
 One tiny 2-block source run (3 classes) is trained once per module; every
 strategy is then transferred to a 4-class target with other class names. A
@@ -18,15 +18,15 @@ import keras
 import numpy as np
 import pytest
 
-import convlstm_tl.transfer as transfer_module
+import convlstm_tl.training.transfer as transfer_module
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-from convlstm_tl.domain import SplitArrays, channel_stats, read_labels, read_sampling_units, read_split, write_domain
+from convlstm_tl.data.format import SplitArrays, channel_stats, read_labels, read_sampling_units, read_split, write_domain
 from convlstm_tl.errors import ConfigError, RunError, UserError
-from convlstm_tl.model import block_name, body_blocks, build_classifier, head_layers, load_model
-from convlstm_tl.sampling import subsample
-from convlstm_tl.train import build_transfer_config, parse_args
-from convlstm_tl.training import train_source
-from convlstm_tl.transfer import (
+from convlstm_tl.models.classifier import block_name, body_blocks, build_classifier, head_layers, load_model
+from convlstm_tl.data.subsets import subsample
+from convlstm_tl.cli.train import build_transfer_config, parse_args
+from convlstm_tl.training.source import train_source
+from convlstm_tl.training.transfer import (
     LayerRateAdam,
     Phase,
     SourceRun,

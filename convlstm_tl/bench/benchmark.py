@@ -1,8 +1,4 @@
-"""``python -m convlstm_tl.bench``: the fast ConvLSTM layer against the stock one, and the data path.
-
-    python -m convlstm_tl.bench                  # full run, data path included
-    python -m convlstm_tl.bench --quick          # 2 repetitions of fewer batches, no data path
-    python -m convlstm_tl.bench --json bench.json
+"""The fast ConvLSTM layer against the stock one, and the data path, measured (``python -m convlstm_tl.bench``).
 
 **Layers.** The project's classifier is built twice, differing only in the
 ConvLSTM (``ModelConfig(cell="keras")`` vs ``cell="fast"``), for each shape:
@@ -16,15 +12,13 @@ the peak through ``/proc/self/clear_refs``; elsewhere it is the process's
 peak so far).
 
 **Data path.** A synthetic domain file of a few GB is written in chunks,
-one epoch is trained from it through :class:`convlstm_tl.dataset.DomainSequence`,
+one epoch is trained from it through :class:`convlstm_tl.data.sequence.DomainSequence`,
 and the peak resident memory is compared with the file's size; the file is
 deleted afterwards. Its frames are wide in channels (8x8x64) and the model
 small, so the epoch measures reading rather than the ConvLSTM.
 """
 
-import argparse
 import contextlib
-import json
 import logging
 import os
 import resource
@@ -34,9 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
-
-PROG = "python -m convlstm_tl.bench"
 log = logging.getLogger(__name__)
 
 # name -> (T, H, W, C), classes
@@ -94,7 +85,7 @@ def build_bench_model(cell, frame_shape, n_classes, *, filters=(32, 32), mixed_p
 
     from convlstm_tl.compute import dtype_policy, jit_compile
     from convlstm_tl.config import ModelConfig
-    from convlstm_tl.model import build_classifier
+    from convlstm_tl.models.classifier import build_classifier
 
     keras.utils.set_random_seed(seed)
     channels = frame_shape[-1]
@@ -192,23 +183,23 @@ def write_synthetic_domain(path, n_train, frame_shape, *, n_classes=4, n_eval=64
     """Write a domain file of ``n_train`` training samples without holding it in memory.
 
     Writes ``chunk`` samples at a time through
-    :class:`convlstm_tl.domain.DomainWriter`, so the file can be larger than
+    :class:`convlstm_tl.data.format.DomainWriter`, so the file can be larger than
     memory. Samples repeat one random block with a per-chunk offset: cheap to
     make, and no two chunks are equal.
 
     Returns:
-        The :class:`convlstm_tl.domain.DomainInfo` of the written file.
+        The :class:`convlstm_tl.data.format.DomainInfo` of the written file.
     """
     import numpy as np
 
-    from convlstm_tl.domain import DomainWriter
+    from convlstm_tl.data.format import DomainWriter
 
     rng = np.random.default_rng(seed)
     block = rng.normal(size=(chunk, *frame_shape)).astype(np.float32)
     path = Path(path)
     class_names = [f"class_{i}" for i in range(n_classes)]
     with DomainWriter(path, domain=path.stem, class_names=class_names, frame_shape=frame_shape,
-                      provenance="synthetic data written by convlstm_tl.bench to measure the data path") as writer:
+                      provenance="synthetic data written by convlstm_tl.bench.benchmark to measure the data path") as writer:
         for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
@@ -244,8 +235,8 @@ def benchmark_data_path(directory=None, *, file_gib=DATA_FILE_GIB, frame_shape=D
     import numpy as np
 
     from convlstm_tl.config import ModelConfig
-    from convlstm_tl.dataset import DomainSequence
-    from convlstm_tl.model import build_classifier
+    from convlstm_tl.data.sequence import DomainSequence
+    from convlstm_tl.models.classifier import build_classifier
 
     sample_bytes = int(np.prod(frame_shape)) * 4
     n_train = max(batch_size, int(file_gib * 2**30 / sample_bytes))
@@ -309,75 +300,3 @@ def run_benchmark(*, quick=False, shapes=tuple(SHAPES), data_path=None, data_dir
         "data_path": benchmark_data_path(data_dir) if data_path else None,
     }
     return results
-
-
-def format_report(results):
-    """The results as a human-readable table."""
-    lines = [f"{'shape':<8} {'layer':<6} {'train seq/s':>12} {'predict seq/s':>14} {'peak RSS MiB':>13}"]
-    for name, entry in results["layers"].items():
-        for cell in CELLS:
-            if cell in entry:
-                figures = entry[cell]
-                peak = max(figures["train_peak_rss_mib"], figures["predict_peak_rss_mib"])
-                lines.append(f"{name:<8} {cell:<6} {figures['train_seq_per_s']:>12.1f}"
-                             f" {figures['predict_seq_per_s']:>14.1f} {peak:>13.0f}")
-        if "train_ratio" in entry:
-            lines.append(f"{name:<8} {'ratio':<6} {entry['train_ratio']:>11.2f}x {entry['predict_ratio']:>13.2f}x"
-                         "   (fast / keras)")
-    data = results.get("data_path")
-    if data:
-        lines.append("")
-        lines.append(f"data path: {data['file_gib']:.2f} GiB file, {data['n_samples']} samples of"
-                     f" {tuple(data['frame_shape'])}, written in {data['write_seconds']:.0f} s;"
-                     f" RSS before the epochs {data['baseline_rss_mib']:.0f} MiB")
-        for epoch in data["epochs"]:
-            lines.append(f"  one epoch, workers={epoch['workers']}: {epoch['seconds']:.0f} s,"
-                         f" {epoch['samples_per_s']:.0f} samples/s, {epoch['read_mib_per_s']:.0f} MiB/s,"
-                         f" peak RSS {epoch['peak_rss_mib']:.0f} MiB"
-                         f" ({epoch['peak_rss_over_file']:.2f} x the file)")
-    return "\n".join(lines)
-
-
-def parse_args(argv=None):
-    """Parse the command line."""
-    parser = ArgumentParser(prog=PROG, description="Benchmark the fast ConvLSTM layer against "
-                                                   "keras.layers.ConvLSTM2D, and the HDF5 data path.")
-    parser.add_argument("--quick", action="store_true", help="2 repetitions of fewer batches, no data path")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
-    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, from {', '.join(SHAPES)}")
-    parser.add_argument("--data-path", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the data-path benchmark (default: on, off with --quick)")
-    parser.add_argument("--data-dir", help="folder for the temporary data-path file (default: system temp)")
-    parser.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off",
-                        help="dtype policy of both models (default off)")
-    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto", help="XLA for both models")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    """Entry point; returns the exit code."""
-    from convlstm_tl.errors import ConfigError
-
-    args = parse_args(argv)
-    shapes = tuple(part for part in args.shapes.split(",") if part)
-    unknown = [name for name in shapes if name not in SHAPES]
-    if unknown or not shapes:
-        raise ConfigError(f"--shapes takes names from {', '.join(SHAPES)}. Received: --shapes {args.shapes}")
-    configure_logging(args.quiet)
-    import_backend_quietly()
-    results = run_benchmark(quick=args.quick, shapes=shapes, data_path=args.data_path, data_dir=args.data_dir,
-                            mixed_precision=args.mixed_precision, jit=args.jit)
-    print(format_report(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
-
-
-def cli():
-    """Console-script entry point."""
-    sys.exit(run_main(main, prog=PROG))
-
-
-if __name__ == "__main__":
-    cli()

@@ -30,7 +30,7 @@ PARTIAL_PREFIX = ".partial-"
 # Working files of an unfinished run (the checkpoint) have names starting with
 # this; publishing the run removes them.
 WORK_FILE_PREFIX = "."
-# The checkpoint of the last finished epoch (see convlstm_tl.checkpoint), a working file.
+# The checkpoint of the last finished epoch (see convlstm_tl.training.checkpoint), a working file.
 CHECKPOINT_FILE = ".checkpoint.npz"
 # Errors of a write that the user can fix (space, quota, permissions).
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})

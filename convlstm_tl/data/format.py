@@ -719,7 +719,7 @@ def read_split(path, split, indices=None):
     """Read ``x`` and ``y`` of a split (all of it, or the sorted ``indices``).
 
     Meant for small domains, converters and tests; training streams batches
-    through :class:`convlstm_tl.dataset.DomainSequence` instead.
+    through :class:`convlstm_tl.data.sequence.DomainSequence` instead.
     """
     with h5py.File(path, "r") as f:
         g = f[split]

@@ -13,20 +13,20 @@ Layer names are the contract that transfer code relies on::
     head_softmax         class probabilities (float32 even under mixed precision)
 
 Every block returns the whole sequence, so the body can be cut after any block
-and the head still fits. The ConvLSTM is :class:`convlstm_tl.layers.FastConvLSTM2D`
+and the head still fits. The ConvLSTM is :class:`convlstm_tl.models.layers.FastConvLSTM2D`
 (or the stock ``keras.layers.ConvLSTM2D`` with ``ModelConfig(cell="keras")``);
 every other layer is stock Keras. The fast layer is registered as
 ``convlstm_tl>FastConvLSTM2D``, so ``model.keras`` reloads with plain
 ``keras.saving.load_model`` in any process that has imported this module
-(or :mod:`convlstm_tl.layers`).
+(or :mod:`convlstm_tl.models.layers`).
 """
 
 import keras
 import numpy as np
 
 # Importing the layer registers it, so model.keras files that use it reload
-# with plain keras.saving.load_model once convlstm_tl.model is imported.
-from convlstm_tl.layers import FastConvLSTM2D
+# with plain keras.saving.load_model once convlstm_tl.models.classifier is imported.
+from convlstm_tl.models.layers import FastConvLSTM2D
 
 BLOCK_PREFIX = "block_"
 HEAD_PREFIX = "head_"
@@ -50,7 +50,7 @@ def build_block(index, filters, config, frame_shape, kernel=None):
     kernel = kernel or kernel_for(frame_shape, config.kernel_size)
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     # Both kinds compute the same function with the same weight layout, so
-    # weights move between them with set_weights (see convlstm_tl.layers).
+    # weights move between them with set_weights (see convlstm_tl.models.layers).
     convlstm = FastConvLSTM2D if config.cell == "fast" else keras.layers.ConvLSTM2D
     extra = {} if config.cell == "fast" else {"padding": "same"}
     layers = [

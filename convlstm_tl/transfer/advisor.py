@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.domain import domain_path, find_domain, open_domain, read_labels, read_sampling_units
+from convlstm_tl.data.format import domain_path, find_domain, open_domain, read_labels, read_sampling_units
 from convlstm_tl.errors import DomainFileError
-from convlstm_tl.sampling import subsample
+from convlstm_tl.data.subsets import subsample
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,8 @@ def pooled_features(model, path, split="train", *, indices=None, batch_size=128)
     """Every body block's output averaged over time and space, concatenated: ``(N, sum of filters)``."""
     import keras
 
-    from convlstm_tl.dataset import DomainSequence
-    from convlstm_tl.model import body_blocks
+    from convlstm_tl.data.sequence import DomainSequence
+    from convlstm_tl.models.classifier import body_blocks
 
     pooled = [keras.layers.GlobalAveragePooling3D()(block.output) for block in body_blocks(model)]
     outputs = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
@@ -233,8 +233,8 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     """Measure how far ``target_info``'s domain is from a source run's, on its body's features.
 
     Args:
-        source: a loaded :class:`convlstm_tl.transfer.SourceRun`.
-        target_info: the target's :class:`~convlstm_tl.domain.DomainInfo`.
+        source: a loaded :class:`convlstm_tl.training.transfer.SourceRun`.
+        target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
         data_dir: folder of domain files, where the source's domain is looked
             for first (then at the path its run recorded).
         normalization: ``"target"`` feeds target frames normalized with the
@@ -246,8 +246,8 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     Returns:
         A :class:`DomainDistance`.
     """
-    from convlstm_tl.training import input_arguments
-    from convlstm_tl.transfer import build_transfer_model, check_same_input, parse_strategy
+    from convlstm_tl.training.source import input_arguments
+    from convlstm_tl.training.transfer import build_transfer_model, check_same_input, parse_strategy
 
     strategy = parse_strategy("freeze", source.n_blocks)
     check_same_input(source, target_info, strategy)
@@ -312,7 +312,7 @@ def advise(source_run, target, *, data_dir=None, runs_dir="runs", target_fractio
     Returns:
         An :class:`Advice` with its ``distance``.
     """
-    from convlstm_tl.transfer import load_source_run
+    from convlstm_tl.training.transfer import load_source_run
 
     source = load_source_run(source_run, runs_dir)
     target_info = open_domain(find_domain(target, data_dir))

@@ -30,21 +30,21 @@ import keras
 import numpy as np
 
 from convlstm_tl import backend, distribute
-from convlstm_tl.checkpoint import Checkpoint
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.config import ModelConfig, check_run_name, to_dict
-from convlstm_tl.dataset import ArraySequence, DomainSequence
-from convlstm_tl.domain import find_domain, open_domain, read_labels, read_sampling_units, vocab_fingerprint
+from convlstm_tl.data.sequence import ArraySequence, DomainSequence
+from convlstm_tl.data.format import find_domain, open_domain, read_labels, read_sampling_units, vocab_fingerprint
 from convlstm_tl.errors import ConfigError, RunError, UserError
-from convlstm_tl.inference import predict_split
-from convlstm_tl.metrics import classification_metrics
-from convlstm_tl.model import (
+from convlstm_tl.evaluation.predict import predict_split
+from convlstm_tl.evaluation.metrics import classification_metrics
+from convlstm_tl.models.classifier import (
     EMBEDDING, block_kernel, block_name, body_blocks, build_classifier, has_embedding, head_layers, load_model,
 )
-from convlstm_tl.record import load_run_record, model_config
-from convlstm_tl.runs import RunDirectory, check_run_target, find_run
-from convlstm_tl.sampling import subsample
-from convlstm_tl.training import (
+from convlstm_tl.runs.record import load_run_record, model_config
+from convlstm_tl.runs.directory import RunDirectory, check_run_target, find_run
+from convlstm_tl.data.subsets import subsample
+from convlstm_tl.training.source import (
     TrainResult, check_augment_fits, evaluate_and_save, fit, input_arguments, kind_record,
 )
 
@@ -337,7 +337,7 @@ def transfer(config, *, target_info=None, verbose="auto"):
         verbose: Keras progress (``"auto"``, 0, 1 or 2).
 
     Returns:
-        A :class:`convlstm_tl.training.TrainResult`; its metrics also hold
+        A :class:`convlstm_tl.training.source.TrainResult`; its metrics also hold
         ``source_test`` (accuracy kept on the source's test split, when the
         classes match), ``seconds_per_epoch`` and ``feature_cache``.
 

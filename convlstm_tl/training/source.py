@@ -8,19 +8,20 @@ from pathlib import Path
 
 import keras
 
-from convlstm_tl import augment, backend, distribute
-from convlstm_tl.callbacks import EpochCheckpoint, ResumableEarlyStopping
-from convlstm_tl.checkpoint import Checkpoint
+from convlstm_tl import backend, distribute
+from convlstm_tl.data import augment
+from convlstm_tl.training.callbacks import EpochCheckpoint, ResumableEarlyStopping
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.config import save_json, to_dict
-from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import channel_stats, find_domain, open_domain, vocab_fingerprint
+from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.format import channel_stats, find_domain, open_domain, vocab_fingerprint
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.inference import predict_split
-from convlstm_tl.metrics import classification_metrics, classification_report_text
-from convlstm_tl.model import build_classifier
-from convlstm_tl.plots import save_confusion_matrix
-from convlstm_tl.runs import RunDirectory, check_run_target
+from convlstm_tl.evaluation.predict import predict_split
+from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
+from convlstm_tl.models.classifier import build_classifier
+from convlstm_tl.evaluation.plots import save_confusion_matrix
+from convlstm_tl.runs.directory import RunDirectory, check_run_target
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), ch
     them. This is for a start that is already a whole model, such as a
     transfer that begins with the source's head.
 
-    With a :class:`~convlstm_tl.checkpoint.Checkpoint`, the training state is
+    With a :class:`~convlstm_tl.training.checkpoint.Checkpoint`, the training state is
     saved after every epoch; if the checkpoint is already in phase ``phase``
     (a resumed run), training continues from it and ends as an uninterrupted
     fit would.

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from convlstm_tl.dataset import DomainSequence
+from convlstm_tl.data.sequence import DomainSequence
 
 
 def predict_split(model, path, split="test", *, batch_size=128, indices=None, verbose=0):

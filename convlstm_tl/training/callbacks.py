@@ -3,7 +3,7 @@
 - :class:`ResumableEarlyStopping`: Keras early stopping whose state can be
   saved and put back, so a resumed fit stops where an uninterrupted one would.
 - :class:`EpochCheckpoint`: records each epoch's logs and writes the
-  :class:`convlstm_tl.checkpoint.Checkpoint` at the end of every epoch.
+  :class:`convlstm_tl.training.checkpoint.Checkpoint` at the end of every epoch.
 """
 
 import time
@@ -50,8 +50,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     their state for the epoch that just ended.
 
     Args:
-        checkpoint: the :class:`convlstm_tl.checkpoint.Checkpoint` to write.
-        record: the current phase's :class:`~convlstm_tl.checkpoint.PhaseRecord`,
+        checkpoint: the :class:`convlstm_tl.training.checkpoint.Checkpoint` to write.
+        record: the current phase's :class:`~convlstm_tl.training.checkpoint.PhaseRecord`,
             updated in place (epochs, history, seconds, stopped).
         early_stopping: the :class:`ResumableEarlyStopping` of the fit.
     """

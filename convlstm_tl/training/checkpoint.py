@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from convlstm_tl.errors import RunError
-from convlstm_tl.runs import CHECKPOINT_FILE
+from convlstm_tl.runs.directory import CHECKPOINT_FILE
 
 FORMAT_VERSION = 1
 

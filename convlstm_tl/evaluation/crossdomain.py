@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from convlstm_tl.config import load_json, save_json
-from convlstm_tl.domain import SPLITS, DomainInfo, find_domain, open_domain, vocab_fingerprint
+from convlstm_tl.data.format import SPLITS, DomainInfo, find_domain, open_domain, vocab_fingerprint
 from convlstm_tl.errors import ConfigError, RunError, UserError
 from convlstm_tl.files import give_usual_permissions, replace_folder
-from convlstm_tl.metrics import classification_metrics, classification_report_text
-from convlstm_tl.record import load_run_record
-from convlstm_tl.runs import find_run
+from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
+from convlstm_tl.runs.record import load_run_record
+from convlstm_tl.runs.directory import find_run
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +459,7 @@ def evaluate_plan(plan, *, batch_size=128, progress=True):
     # Imported here so that planning, and a CLI's checks, need no backend.
     from tqdm.auto import tqdm
 
-    from convlstm_tl.inference import predict_split
+    from convlstm_tl.evaluation.predict import predict_split
 
     by_run = {}
     for label, name in plan.pairs:
@@ -519,7 +519,7 @@ def evaluate_plan(plan, *, batch_size=128, progress=True):
 
 
 def _load_model(run):
-    from convlstm_tl.model import load_model
+    from convlstm_tl.models.classifier import load_model
 
     return load_model(run.path / "model.keras")
 
@@ -707,7 +707,7 @@ def write_evaluation(evaluation, out_dir):
     Returns:
         ``out_dir`` as a ``Path``.
     """
-    from convlstm_tl.plots import save_confusion_matrix
+    from convlstm_tl.evaluation.plots import save_confusion_matrix
 
     out_dir = check_output_dir(out_dir)
     try:

@@ -11,7 +11,7 @@ import h5py
 import keras
 import numpy as np
 
-from convlstm_tl.augment import augment_batch
+from convlstm_tl.data.augment import augment_batch
 
 
 def epoch_order(n, *, shuffle, seed, epoch):

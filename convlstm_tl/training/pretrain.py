@@ -1,7 +1,7 @@
 """Unsupervised pretraining: the ConvLSTM body as an autoencoder of a domain's frames.
 
 For a domain with few labels but many unlabelled sequences, the body
-(``block_1 .. block_K``, exactly as :func:`convlstm_tl.model.build_classifier`
+(``block_1 .. block_K``, exactly as :func:`convlstm_tl.models.classifier.build_classifier`
 builds it) is trained without labels to predict frames, through a small
 decoder (``decoder_*`` layers) instead of the classifier head:
 
@@ -27,14 +27,14 @@ import numpy as np
 from keras import ops
 
 from convlstm_tl import backend
-from convlstm_tl.checkpoint import Checkpoint
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.config import save_json, to_dict
-from convlstm_tl.dataset import DomainSequence
-from convlstm_tl.domain import channel_stats, find_domain, iter_x, open_domain
+from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.format import channel_stats, find_domain, iter_x, open_domain
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.model import block_name, build_classifier
-from convlstm_tl.runs import RunDirectory, check_run_target
-from convlstm_tl.training import TrainResult, fit, write_history
+from convlstm_tl.models.classifier import block_name, build_classifier
+from convlstm_tl.runs.directory import RunDirectory, check_run_target
+from convlstm_tl.training.source import TrainResult, fit, write_history
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class FramePredictionLoss(keras.losses.Loss):
 class FrameSequence(keras.utils.PyDataset):
     """Batches ``(frames, normalized frames)`` of a split: the autoencoder's inputs and targets.
 
-    Wraps a :class:`~convlstm_tl.dataset.DomainSequence` (labels unused) and
+    Wraps a :class:`~convlstm_tl.data.sequence.DomainSequence` (labels unused) and
     keeps its seeded per-epoch order.
 
     Args:
@@ -147,7 +147,7 @@ def pretrain(config, *, info=None, verbose="auto"):
         verbose: Keras progress (``"auto"``, 0, 1 or 2).
 
     Returns:
-        A :class:`convlstm_tl.training.TrainResult`; its metrics hold the test
+        A :class:`convlstm_tl.training.source.TrainResult`; its metrics hold the test
         split's ``loss`` (mean squared error on normalized frames) next to the
         ``baseline_loss`` of a model that learnt nothing (the last frame again
         for ``next_frame``, the channel means for ``reconstruction``).

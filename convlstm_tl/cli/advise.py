@@ -1,0 +1,93 @@
+"""``python -m convlstm_tl.advise``: which transfer strategy to try, and why.
+
+    python -m convlstm_tl.advise --source St --target ms --target-fraction 0.1
+
+Measures the distance between the source run's domain and the target on the
+source body's features (proxy A-distance and MMD), sizes the target by its
+labelled training samples, and applies the four-case rule of
+:mod:`convlstm_tl.transfer.advisor`.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.config import MAX_INT32, check_domain_name, check_range, check_seed
+
+PROG = "python -m convlstm_tl.advise"
+
+
+def parse_args(argv=None):
+    """Parse the command line."""
+    parser = ArgumentParser(prog=PROG, description="Recommend a transfer strategy from a source run to a target"
+                                                   " domain, from the measured domain distance and target size.")
+    parser.add_argument("--source", required=True, metavar="RUN",
+                        help="source run (or pretraining run): a name in --runs-dir or a path")
+    parser.add_argument("--target", required=True, metavar="DOMAIN", help="target domain: <data-dir>/DOMAIN.h5")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--target-fraction", type=float, help="the fraction of the target's labels you will use")
+    size.add_argument("--target-per-class", type=int, help="or the labelled samples per class you will use")
+    parser.add_argument("--normalization", choices=("target", "source"), default="target",
+                        help="statistics the target frames are normalized with, as in the transfer (default target)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
+    parser.add_argument("--runs-dir", default="runs", help="folder of run directories (default: ./runs)")
+    parser.add_argument("--json", action="store_true", help="print the advice as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no log lines")
+    args = parser.parse_args(argv)
+    # The bounds a transfer's config has, checked where the transfer's are.
+    if args.target_fraction is not None:
+        check_range("target_fraction", args.target_fraction, 0.0, 1.0, low_open=True)
+    if args.target_per_class is not None:
+        check_range("target_per_class", args.target_per_class, 1, MAX_INT32)
+    check_seed(args.seed)
+    check_domain_name(args.target)
+    return args
+
+
+def format_advice(advice):
+    """The advice as a few human-readable lines."""
+    d = advice.distance
+    alternatives = f" (or {', '.join(advice.alternatives)})" if advice.alternatives else ""
+    lines = [f"recommended strategy: {advice.strategy}{alternatives}",
+             f"case: {advice.case}",
+             f"why: {advice.reason}"]
+    if d is not None:
+        lines += [f"proxy A-distance: {d.pad:.3f} (domain classifier error {d.domain_error:.3f},"
+                  f" {d.n_source} source vs {d.n_target} target samples, {d.n_features} features)",
+                  f"MMD^2 (RBF, bandwidth {d.bandwidth:.3g}): {d.mmd2:.4f}"]
+    lines.append(f"try: python -m convlstm_tl.train --transfer {advice.target} --from {advice.source_run}"
+                 f" --strategy {advice.strategy}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    configure_logging(args.quiet)
+    from convlstm_tl.data.format import find_domain, open_domain
+    from convlstm_tl.runs.directory import find_run
+
+    # Check the cheap things before paying for the backend's start-up.
+    open_domain(find_domain(args.target, args.data_dir))
+    candidate = Path(args.runs_dir) / args.source
+    path = candidate if candidate.exists() or not Path(args.source).is_dir() else Path(args.source)
+    find_run(path.parent, path.name)
+    import_backend_quietly()
+    from convlstm_tl.transfer.advisor import advise
+
+    advice = advise(args.source, args.target, data_dir=args.data_dir, runs_dir=args.runs_dir,
+                    target_fraction=args.target_fraction, target_per_class=args.target_per_class,
+                    normalization=args.normalization, seed=args.seed)
+    print(json.dumps(advice.to_dict(), indent=2) if args.json else format_advice(advice))
+    return 0
+
+
+def cli():
+    """Console-script entry point."""
+    sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    cli()

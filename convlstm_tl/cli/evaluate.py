@@ -1,0 +1,68 @@
+"""``python -m convlstm_tl.evaluate``: score runs on domains, across domains.
+
+    python -m convlstm_tl.evaluate --runs St St-ms-freeze --domains St ms
+
+Writes ``evaluation.json``, ``evaluation.md``, per-class reports and
+confusion matrices into ``--out`` (default ``<runs-dir>/evaluation-<time>/``)
+and prints the accuracy / macro-F1 matrix and the forgetting table.
+"""
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.data.format import SPLITS
+
+PROG = "python -m convlstm_tl.evaluate"
+
+
+def parse_args(argv=None):
+    """Parse the command line."""
+    parser = ArgumentParser(prog=PROG, description="Evaluate the model of every run on every domain's split:"
+                                                   " accuracy, macro-F1, per-class reports, confusion matrices"
+                                                   " and the forgetting of transferred runs.")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN",
+                        help="runs to evaluate: names in --runs-dir or paths to run folders")
+    parser.add_argument("--domains", nargs="+", required=True, metavar="DOMAIN",
+                        help="domains to score on: files <data-dir>/DOMAIN.h5")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
+    parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
+    parser.add_argument("--runs-dir", default="runs", help="folder of run directories (default: ./runs)")
+    parser.add_argument("--out", help="output folder (default: <runs-dir>/evaluation-<YYYYmmdd-HHMMSS>);"
+                                      " an earlier evaluation there is replaced; a folder holding other files is refused")
+    parser.add_argument("--batch-size", type=int, default=128, help="prediction batch size (default 128)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1. Received: --batch-size {args.batch_size}")
+    return args
+
+
+def main(argv=None):
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    configure_logging(args.quiet)
+    from convlstm_tl.evaluation.crossdomain import (check_output_dir, evaluate_plan, format_markdown, plan_evaluation,
+                                        resolve_run, write_evaluation)
+
+    out = Path(args.out) if args.out else Path(args.runs_dir) / f"evaluation-{datetime.now():%Y%m%d-%H%M%S}"
+    # Check the cheap things before paying for the backend's start-up.
+    check_output_dir(out)
+    run_dirs = [resolve_run(name, args.runs_dir) for name in args.runs]
+    plan = plan_evaluation(run_dirs, args.domains, data_dir=args.data_dir, split=args.split)
+    import_backend_quietly()
+    evaluation = evaluate_plan(plan, batch_size=args.batch_size, progress=not args.quiet)
+    write_evaluation(evaluation, out)
+    print(format_markdown(evaluation))
+    print(f"evaluation written to {out}")
+    return 0
+
+
+def cli():
+    """Console-script entry point."""
+    sys.exit(run_main(main, prog=PROG))
+
+
+if __name__ == "__main__":
+    cli()
