@@ -1,20 +1,17 @@
-"""Typed configurations, saved as JSON with every run and reloaded from it.
+"""Typed configurations and every choice they offer, validated once, before anything heavy.
 
-Each default lives here and nowhere else. ``from_dict`` is strict: unknown
-keys and values of the wrong type are a :class:`ConfigError`, so a typo in a
-``--config`` file fails loudly instead of being ignored.
+Each default lives here and nowhere else. A config is saved as JSON with
+every run and read back strictly (:mod:`convlstm_tl.jsonio`). ``validate()``
+checks a config and changes nothing; an error names the field at fault
+(``ConfigError.field``), and the command lines add the flag that sets it.
 """
 
-import dataclasses
-import json
 import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from convlstm_tl.errors import ConfigError
+from convlstm_tl.jsonio import shown_number
+from convlstm_tl.transfer.strategies import check_spec
 
 
 CELLS = ("fast", "keras")
@@ -41,6 +38,11 @@ class ModelConfig:
     # "keras" (keras.layers.ConvLSTM2D); same math and weight layout.
     cell: str = "fast"
 
+    def __post_init__(self):
+        # A list from JSON or the command line is kept as the tuple the field declares.
+        if isinstance(self.filters, list):
+            self.filters = tuple(self.filters)
+
     def validate(self):
         if self.cell not in CELLS:
             raise ConfigError(f"cell must be one of {CELLS}. Received: cell={self.cell!r}")
@@ -55,7 +57,6 @@ class ModelConfig:
         for name in ("block_dropout", "recurrent_dropout", "head_dropout"):
             _check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
         _check_range("l2", self.l2, 0.0, None)
-        self.filters = tuple(int(f) for f in self.filters)
 
     @property
     def n_blocks(self):
@@ -112,7 +113,7 @@ class TrainConfig:
 
     def validate(self):
         if not self.source:
-            raise ConfigError("no source domain given; pass --source NAME")
+            raise ConfigError("no source domain given (source is empty)", field="source")
         check_domain_name(self.source)
         _check_training(self)
         _check_run_control(self)
@@ -136,7 +137,7 @@ class TransferConfig:
 
     target: str = ""  # domain to transfer to (file <data_dir>/<target>.h5)
     source_run: str = ""  # source run: a name in runs_dir, or a path to a run directory
-    strategy: str = "freeze"  # freeze | cut:K | unfreeze:N | finetune | gradual | scratch
+    strategy: str = "freeze"  # freeze | cut:K | unfreeze:N | finetune | gradual | scratch (convlstm_tl.transfer.strategies)
     name: str = ""  # run name; empty means <source run>-<target>-<strategy, no colon>
     data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
     runs_dir: str = "runs"
@@ -161,9 +162,9 @@ class TransferConfig:
 
     def validate(self):
         if not self.target:
-            raise ConfigError("no target domain given; pass --transfer TARGET")
+            raise ConfigError("no target domain given (target is empty)", field="target")
         if not self.source_run:
-            raise ConfigError("no source run given; pass --from RUN")
+            raise ConfigError("no source run given (source_run is empty)", field="source_run")
         check_domain_name(self.target)
         _check_training(self)
         _check_range("head_epochs", self.head_epochs, 1, MAX_EPOCHS)
@@ -178,11 +179,15 @@ class TransferConfig:
                 f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}"
             )
         if self.target_fraction is not None and self.target_per_class is not None:
-            raise ConfigError("give --target-fraction or --target-per-class, not both")
+            raise ConfigError("give target_fraction or target_per_class, not both", field="target_fraction")
         if self.target_fraction is not None:
             _check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
         if self.target_per_class is not None:
             _check_range("target_per_class", self.target_per_class, 1, MAX_INT32)
+        check_spec(self.strategy)
+        if self.strategy == "gradual" and self.epochs <= self.head_epochs:
+            raise ConfigError(f"gradual needs more epochs than head_epochs. Received: epochs={self.epochs},"
+                              f" head_epochs={self.head_epochs}", field="epochs")
         if self.name:
             check_run_name(self.name)
         self.augment.validate()
@@ -192,7 +197,9 @@ class TransferConfig:
         return self.body_lr if self.body_lr is not None else self.lr / 10
 
 
-OBJECTIVES = ("next_frame", "reconstruction")
+# Pretraining objectives, and how many steps ahead each predicts.
+OBJECTIVE_SHIFTS = {"next_frame": 1, "reconstruction": 0}
+OBJECTIVES = tuple(OBJECTIVE_SHIFTS)
 
 
 @dataclass
@@ -215,13 +222,12 @@ class PretrainConfig:
 
     def validate(self):
         if not self.domain:
-            raise ConfigError("no domain given; pass --pretrain DOMAIN")
+            raise ConfigError("no domain given (domain is empty)", field="domain")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
         check_domain_name(self.domain)
         _check_training(self)
-        if self.resume and self.overwrite:
-            raise ConfigError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
+        _check_resume_or_overwrite(self)
         check_run_name(self.run_name)
         self.model.validate()
 
@@ -238,12 +244,17 @@ RUN_CONTROL_KEYS = ("overwrite", "resume")
 def _check_run_control(config):
     if config.distribute not in DISTRIBUTE:
         raise ConfigError(f"distribute must be one of {DISTRIBUTE}. Received: distribute={config.distribute!r}")
-    if config.resume and config.overwrite:
-        raise ConfigError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
+    _check_resume_or_overwrite(config)
     if config.resume and config.distribute == "multiworker":
         # Only the chief keeps checkpoints: the other workers would start again from epoch 1.
-        raise ConfigError("--resume does not work with --distribute multiworker (only the chief keeps "
-                          "checkpoints); start the run again with --overwrite")
+        raise ConfigError("resume does not work with distribute multiworker (only the chief keeps checkpoints);"
+                          " start the run again with overwrite", field="resume")
+
+
+def _check_resume_or_overwrite(config):
+    if config.resume and config.overwrite:
+        raise ConfigError("give resume (continue the interrupted run) or overwrite (start again), not both",
+                          field="resume")
 
 
 MIXED_PRECISION = ("off", "float16", "bfloat16")
@@ -348,134 +359,7 @@ def _check_range(name, value, low, high, *, low_open=False, high_open=False):
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not finite or too_low or too_high:
-        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={_shown_number(value)}")
+        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={shown_number(value)}")
 
 
 check_range = _check_range  # for the command lines whose options are not a config's
-
-
-def _shown_number(value):
-    if _is_int(value) and abs(value) >= 10**20:  # str() of a huge int is slow, and refused past 4300 digits
-        return f"an int of about {int(value.bit_length() * 0.30103) + 1} digits"
-    return value
-
-
-def to_dict(config):
-    """Return a config dataclass as plain JSON-ready data."""
-    data = dataclasses.asdict(config)
-    return json.loads(json.dumps(data))
-
-
-def from_dict(cls, data, *, where="config"):
-    """Build the dataclass ``cls`` from ``data``, checking keys and types.
-
-    Raises:
-        ConfigError: for an unknown key or a value of the wrong type.
-    """
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a JSON object. Received: {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {unknown}; known keys are {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in data.items():
-        values[key] = _coerce(hints[key], value, f"{where}.{key}")
-    return cls(**values)
-
-
-def _coerce(kind, value, where):
-    if dataclasses.is_dataclass(kind):
-        return from_dict(kind, value, where=where)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except OverflowError:
-                raise ConfigError(f"{where} must be a finite number. Received: {_shown_number(value)}") from None
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-    elif kind is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(value)
-        raise ConfigError(f"{where} must be a list of ints. Received: {value!r}")
-    elif isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        if value is None and type(None) in typing.get_args(kind):
-            return None
-        for option in typing.get_args(kind):
-            if option is not type(None):
-                try:
-                    return _coerce(option, value, where)
-                except ConfigError:
-                    pass
-    else:
-        return value
-    raise ConfigError(f"{where} must be {getattr(kind, '__name__', kind)}. Received: {value!r}")
-
-
-def load_json(path, *, what="config file"):
-    """Read a strict JSON file, turning every way it can be unreadable into one-line ConfigError.
-
-    Strict: the non-standard constants ``NaN``, ``Infinity`` and
-    ``-Infinity`` that Python's ``json`` accepts are refused, as are nesting
-    too deep to parse and integers too long to convert.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a directory; give a JSON file") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {error.start}); give a JSON file") from None
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{what} {path} is not valid JSON: {error}") from None
-    except _NonStandardConstant as error:
-        raise ConfigError(f"{what} {path} is not valid JSON: {error} is not a JSON number; write a finite"
-                          " number (or null)") from None
-    except RecursionError:
-        raise ConfigError(f"{what} {path} is nested too deeply to read; it is not a config") from None
-    except ValueError as error:  # an integer past Python's int-string conversion limit
-        raise ConfigError(f"{what} {path} holds a number with too many digits to read ({_first_line(error)[:60]})"
-                          ) from None
-
-
-class _NonStandardConstant(Exception):
-    pass
-
-
-def _refuse_constant(name):
-    raise _NonStandardConstant(name)
-
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [""])[0][:200]
-
-
-def save_json(path, data):
-    """Write ``data`` as indented, strict JSON; a NaN or infinite float is written as null."""
-    Path(path).write_text(json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
-
-
-def _finite(data):
-    """``data`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {key: _finite(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(value) for value in data]
-    return data

@@ -2,14 +2,23 @@
 
 Every CLI turns a :class:`UserError` into one line on stderr and exit code 2
 (see :mod:`convlstm_tl.cli`); anything else is a bug and keeps its traceback.
+An error about one setting names the config field (``field``); a command line
+adds the flag that sets it, so the library speaks in fields and the CLI in
+flags.
 """
 
 
 class UserError(Exception):
     """A mistake in the user's input, options or files.
 
-    The message is a single line that says what is wrong and how to fix it.
+    Args:
+        message: a single line that says what is wrong and how to fix it.
+        field: the config field at fault, if one is (e.g. ``"strategy"``).
     """
+
+    def __init__(self, message="", *, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 class DomainFileError(UserError):

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.data.format import SPLITS, SplitArrays, check_domain_name, resolve_data_dir, write_domain
+from convlstm_tl.data.format import SPLITS, SplitArrays, check_domain_name, resolve_data_dir
+from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
 from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 from data_prep.windows import check_window_options, sliding_windows, to_frames

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.data.format import SPLITS, DomainWriter, SplitArrays, resolve_data_dir
+from convlstm_tl.data.format import SPLITS, SplitArrays, resolve_data_dir
+from convlstm_tl.data.writer import DomainWriter
 from convlstm_tl.errors import UserError
 from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 

@@ -1,6 +1,6 @@
 """Print a domain file's classes, counts per split and class, shapes, groups and provenance.
 
-The counting is :func:`convlstm_tl.data.format.summarize_domain`, which returns
+The counting is :func:`convlstm_tl.data.stats.summarize_domain`, which returns
 the numbers; this module only formats them::
 
     python -m data_prep info data/mnist.h5
@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from convlstm_tl.data.format import SPLITS, summarize_domain
+from convlstm_tl.data.format import SPLITS
+from convlstm_tl.data.stats import summarize_domain
 
 
 def format_summary(summary):

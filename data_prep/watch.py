@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.data.format import SPLITS, SplitArrays, resolve_data_dir, write_domain
+from convlstm_tl.data.format import SPLITS, SplitArrays, resolve_data_dir
+from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
 from data_prep.windows import check_window_options, sliding_windows, to_frames
 

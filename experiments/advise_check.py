@@ -65,7 +65,7 @@ def check_advice(grid, *, runs_dir="runs", data_dir=None, study=None, max_sample
     """
     from convlstm_tl.transfer import advisor
     from convlstm_tl.data.format import find_domain, open_domain
-    from convlstm_tl.training.transfer import load_source_run
+    from convlstm_tl.runs.resolve import load_run
 
     study = _pick_study(grid, study)
     size_axis = grid.best_per
@@ -90,7 +90,7 @@ def check_advice(grid, *, runs_dir="runs", data_dir=None, study=None, max_sample
         source_path = (cell_runs / cell.config.source_run if cell.source_config is not None
                        else Path(cell.config.source_run))
         if source_path not in distances:
-            source = load_source_run(str(source_path), runs_dir)
+            source = load_run(str(source_path), runs_dir)
             target_info = open_domain(find_domain(cell.config.target, data_dir))
             options = {} if max_samples is None else {"max_samples": max_samples}
             distances[source_path] = (source, target_info, advisor.domain_distance(

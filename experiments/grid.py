@@ -48,7 +48,9 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from convlstm_tl.config import TrainConfig, TransferConfig, check_run_name, from_dict, load_json, to_dict
+from convlstm_tl.config import TrainConfig, TransferConfig, check_run_name
+from convlstm_tl.jsonio import from_dict, load_json, to_dict
+from convlstm_tl.transfer.strategies import slug as strategy_slug
 from convlstm_tl.errors import ConfigError
 
 KINDS = ("transfer", "source")
@@ -319,7 +321,7 @@ def _make_cell(grid, study, setting, values, seed):
         config.source_run = source_config.name if source_config is not None else grid.source["run"]
     # Named by what it computes, not by the setting's labels: cells of two
     # studies that resolve to the same config share one run.
-    what = slug(config.strategy) if grid.kind == "transfer" else slug(config.source)
+    what = strategy_slug(config.strategy) if grid.kind == "transfer" else slug(config.source)
     config.name = f"{what}-s{seed}-{config_hash(_identity(config, RUNNER_KEYS))}"
     config.validate()
     return Cell(study=study.name, setting=setting, seed=seed, config=config, source_config=source_config)

@@ -32,9 +32,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from convlstm_tl.config import TransferConfig, load_json
-from convlstm_tl.errors import ConfigError, Interrupted, UserError
-from convlstm_tl.runs.directory import find_run, partial_path
+from convlstm_tl.config import TransferConfig
+from convlstm_tl.jsonio import load_json
+from convlstm_tl.errors import Interrupted, UserError
+from convlstm_tl.runs.directory import partial_path
+from convlstm_tl.runs.resolve import resolve_run
+from convlstm_tl.transfer.strategies import parse_strategy
 from experiments import plots
 from experiments.grid import expand_grid, slug
 from experiments.summary import best_settings, summarize, summary_markdown
@@ -204,8 +207,7 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
         UserError: one line naming the cell and what is wrong.
     """
     from convlstm_tl.data.format import find_domain, open_domain
-    from convlstm_tl.training.source import check_augment_fits
-    from convlstm_tl.training.transfer import parse_strategy
+    from convlstm_tl.training.inputs import check_augment_fits
 
     _, cell_runs = grid_dirs(grid, runs_dir=runs_dir)
     infos = {}
@@ -238,7 +240,7 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
                 config.validate()
                 info = domain(config.target)
                 for n_blocks, kind, channels in sources:
-                    _check_transfer_fits(config, info, n_blocks, kind, channels, parse_strategy)
+                    _check_transfer_fits(config, info, n_blocks, kind, channels)
             else:
                 config.validate()
                 info = domain(config.source)
@@ -389,20 +391,16 @@ def _interrupted(grid, planned, out):
 
 
 def _existing_source_record(source_run):
-    """``(blocks, input kind, channels)`` of an existing source run, as transfer will load it."""
-    from convlstm_tl.models.classifier import has_embedding
-    from convlstm_tl.training.transfer import load_source_run
+    """``(blocks, input kind, channels)`` of an existing source run, from its record (no model loaded)."""
+    from convlstm_tl.runs.resolve import load_run
 
-    source = load_source_run(str(source_run), source_run.parent)
-    return source.n_blocks, "tokens" if has_embedding(source.model) else "frames", source.frame_shape[-1]
+    source = load_run(str(source_run), source_run.parent, with_model=False)
+    return source.n_blocks, source.input_kind, source.frame_shape[-1]
 
 
-def _check_transfer_fits(config, info, n_blocks, kind, channels, parse_strategy):
+def _check_transfer_fits(config, info, n_blocks, kind, channels):
     """What :func:`convlstm_tl.training.transfer.transfer` refuses about a strategy and a target, checked up front."""
-    strategy = parse_strategy(config.strategy, n_blocks, head_epochs=config.head_epochs)
-    if len(strategy.phases) > 1 and config.epochs <= config.head_epochs:
-        raise ConfigError(f"gradual needs more epochs than head_epochs. Received: epochs={config.epochs},"
-                          f" head_epochs={config.head_epochs}")
+    parse_strategy(config.strategy, n_blocks, head_epochs=config.head_epochs)
     if info.kind != kind:
         raise UserError(f"the source is trained on {kind} but the target {info.domain} holds {info.kind};"
                         " transfer needs the same kind of input")
@@ -419,10 +417,7 @@ def _existing_source(grid, runs_dir):
     """The path of the grid's existing source run, checked before anything trains."""
     if grid.kind != "transfer" or "run" not in grid.source:
         return None
-    name = Path(grid.source["run"])
-    in_runs_dir = Path(runs_dir) / name
-    path = in_runs_dir if in_runs_dir.exists() or not name.is_dir() else name
-    return find_run(path.parent, path.name).resolve()
+    return resolve_run(grid.source["run"], runs_dir).resolve()
 
 
 def _run_cell(cell, cell_runs, data_dir, source_run, verbose):

@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from convlstm_tl.data.format import SplitArrays, write_domain
+from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.writer import write_domain
 
 CLASS_NAMES = ("walk", "run", "sit")
 SPLIT_SIZES = {"train": 48, "val": 12, "test": 12}

@@ -4,7 +4,8 @@ import pytest
 from convlstm_tl.data.augment import augment_batch, spatial_shift, time_shift
 from convlstm_tl.config import AugmentConfig, ConfigError
 from convlstm_tl.data.sequence import DomainSequence
-from convlstm_tl.data.format import SplitArrays, write_domain
+from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.writer import write_domain
 
 
 def _batch(shape=(4, 5, 1, 6, 3), seed=0):

@@ -423,7 +423,7 @@ def _run(module, argv, tmp_path, monkeypatch):
     monkeypatch.delenv("CONVLSTM_TL_DATA", raising=False)
     monkeypatch.delenv("TF_CONFIG", raising=False)
     try:
-        return run_main(module.main, argv, prog=module.PROG)
+        return run_main(module.main, argv, prog=module.PROG, flags=getattr(module, "FLAGS", None))
     except SystemExit as exit:  # argparse's own errors: one line and exit 2 as well
         return exit.code
 

@@ -6,7 +6,8 @@ import h5py
 import numpy as np
 
 from conftest import CLASS_NAMES, SPLIT_SIZES, make_splits, write_tiny
-from convlstm_tl.data.format import summarize_domain, write_domain
+from convlstm_tl.data.stats import summarize_domain
+from convlstm_tl.data.writer import write_domain
 from data_prep.__main__ import main
 from data_prep.info import format_summary
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import data_prep_error_line
-from convlstm_tl.data.format import open_domain, read_labels, read_split
+from convlstm_tl.data.format import open_domain
+from convlstm_tl.data.reader import read_labels, read_split
 from data_prep.__main__ import main
 from data_prep.npz import prepare_npz, to_thwc
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import data_prep_error_line
-from convlstm_tl.data.format import open_domain, read_labels, read_split
+from convlstm_tl.data.format import open_domain
+from convlstm_tl.data.reader import read_labels, read_split
 from convlstm_tl.errors import UserError
 from data_prep.text import OOV_ID, PAD_ID, build_vocab, encode, parse_line, prepare_text, read_examples
 
@@ -214,7 +215,7 @@ def test_train_on_tokens_then_transfer_with_the_source_vocab(tmp_path):
     assert not (runs / "src-own-freeze").exists()
 
     # Evaluation refuses, before predicting, a domain whose ids mean other words.
-    from convlstm_tl.evaluation.crossdomain import plan_evaluation
+    from convlstm_tl.evaluation.plan import plan_evaluation
 
     assert plan_evaluation([source.run_dir], ["src", "tgt"], data_dir=str(data)).pairs
     with pytest.raises(UserError, match="another vocabulary"):

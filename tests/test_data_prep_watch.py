@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convlstm_tl.data.format import open_domain, read_labels, read_split
+from convlstm_tl.data.format import open_domain
+from convlstm_tl.data.reader import read_labels, read_split
 from convlstm_tl.errors import UserError
 from data_prep import watch
 from data_prep.__main__ import SUBCOMMANDS, parse_args

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from convlstm_tl.data.sequence import DomainSequence
-from convlstm_tl.data.format import SplitArrays, write_domain
+from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.writer import write_domain
 
 N_TRAIN = 48
 

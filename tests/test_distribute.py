@@ -94,7 +94,7 @@ def test_bad_tf_config_is_a_config_error(text):
 def test_multiworker_does_not_resume():
     from convlstm_tl.config import TrainConfig
 
-    with pytest.raises(ConfigError, match="--resume does not work with --distribute multiworker"):
+    with pytest.raises(ConfigError, match="resume does not work with distribute multiworker"):
         TrainConfig(source="Tiny", distribute="multiworker", resume=True).validate()
 
 

@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.data.format``: writing, validating and reading domain files."""
+"""Tests of the domain file modules ``convlstm_tl.data.format``, ``.writer``, ``.reader`` and ``.stats``."""
 
 import json
 from pathlib import Path
@@ -8,23 +8,14 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, make_splits, write_tiny
-from convlstm_tl.data import format as domain_module
+from convlstm_tl.data import format as format_module
+from convlstm_tl.data import writer as writer_module
 from convlstm_tl.data.format import (
-    FORMAT_VERSION,
-    SplitArrays,
-    channel_stats,
-    check_domain_name,
-    domain_path,
-    find_domain,
-    iter_x,
-    open_domain,
-    read_labels,
-    read_sampling_units,
-    read_split,
-    resolve_data_dir,
-    vocab_fingerprint,
-    write_domain,
+    FORMAT_VERSION, SplitArrays, check_domain_name, domain_path, find_domain, open_domain, resolve_data_dir,
 )
+from convlstm_tl.data.reader import iter_x, read_labels, read_sampling_units, read_split
+from convlstm_tl.data.stats import channel_stats, vocab_fingerprint
+from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import DomainFileError, UserError
 
 
@@ -194,7 +185,7 @@ def test_iter_x_yields_chunks_in_order(tiny_domain):
 
 def test_channel_stats_equal_numpy(tiny_domain, monkeypatch):
     # Small scan batches so the streamed sums cross several chunks.
-    monkeypatch.setattr(domain_module, "SCAN_BATCH", 5)
+    monkeypatch.setattr(format_module, "SCAN_BATCH", 5)
     x = tiny_domain.splits["train"].x.astype(np.float64)
     mean, variance = channel_stats(tiny_domain.path, "train")
     assert mean.shape == variance.shape == (2,)
@@ -283,7 +274,7 @@ def test_failed_write_keeps_existing_file_and_removes_temp(tmp_path, monkeypatch
     def fail(group, arrays, kind, **options):
         raise OSError("disk full")
 
-    monkeypatch.setattr(domain_module, "_write_split", fail)
+    monkeypatch.setattr(writer_module, "_write_split", fail)
     with pytest.raises(OSError, match="disk full"):
         _write(path, make_splits(seed=2))
     assert path.read_bytes() == before
@@ -368,7 +359,7 @@ def test_open_domain_reports_invalid_files(tiny_domain, edit, message):
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_open_domain_finds_non_finite_values_across_scan_chunks(tiny_domain, monkeypatch, value):
-    monkeypatch.setattr(domain_module, "SCAN_BATCH", 4)
+    monkeypatch.setattr(format_module, "SCAN_BATCH", 4)
 
     def edit(f):
         x = f["train/x"][()]

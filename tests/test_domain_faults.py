@@ -10,8 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from convlstm_tl.data import format as domain_module
-from convlstm_tl.data.format import DomainWriter, open_domain
+from convlstm_tl.data import format as format_module
+from convlstm_tl.data import writer as writer_module
+from convlstm_tl.data.format import open_domain
+from convlstm_tl.data.writer import DomainWriter
 from convlstm_tl.errors import DomainFileError
 from tests.conftest import CLASS_NAMES, data_prep_error_line, write_tiny
 
@@ -28,7 +30,7 @@ def _leftovers(folder):
 def test_a_disk_fault_while_writing_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch, code):
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code))
-    monkeypatch.setattr(domain_module, "_write_split", fail)
+    monkeypatch.setattr(writer_module, "_write_split", fail)
     with pytest.raises(DomainFileError, match="writing"):
         with _writer(tmp_path / "d.h5") as w:
             w.append("train", np.zeros((3, 2, 1, 3, 1)), np.array([0, 1, 2]))
@@ -50,7 +52,7 @@ def test_a_full_disk_at_close_leaves_no_temporary_even_if_close_raises(tmp_path,
 def test_keyboard_interrupt_inside_the_writer_removes_the_temporary(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(domain_module, "_write_split", interrupt)
+    monkeypatch.setattr(writer_module, "_write_split", interrupt)
     with pytest.raises(KeyboardInterrupt):
         with _writer(tmp_path / "d.h5") as w:
             w.append("train", np.zeros((3, 2, 1, 3, 1)), np.array([0, 1, 2]))
@@ -143,10 +145,10 @@ def test_external_storage_on_a_fifo_is_refused_without_reading_it(tmp_path):
 
 def test_the_nan_scan_reads_by_bytes(tmp_path, monkeypatch):
     tiny = write_tiny(tmp_path / "data")
-    monkeypatch.setattr(domain_module, "SCAN_BYTES", 1)
+    monkeypatch.setattr(format_module, "SCAN_BYTES", 1)
     reads = []
-    real = domain_module._check_values
-    monkeypatch.setattr(domain_module, "_check_values", lambda p, n, x, **k: (reads.append(len(x)), real(p, n, x, **k)))
+    real = format_module._check_values
+    monkeypatch.setattr(format_module, "_check_values", lambda p, n, x, **k: (reads.append(len(x)), real(p, n, x, **k)))
     open_domain(tiny.path)
     assert set(reads) == {1}
 
@@ -177,7 +179,7 @@ def test_sigterm_during_data_prep_leaves_no_temporary(tmp_path):
     import time
     out = tmp_path / "out"
     code = ("import time, numpy as np\n"
-            "from convlstm_tl.data.format import DomainWriter\n"
+            "from convlstm_tl.data.writer import DomainWriter\n"
             f"with DomainWriter({str(out / 'd.h5')!r}, domain='d', class_names=['a'], provenance='t',"
             " frame_shape=(1, 1, 1, 1)) as w:\n"
             "    while True:\n"

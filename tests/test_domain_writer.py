@@ -1,4 +1,4 @@
-"""Tests of ``convlstm_tl.data.format.DomainWriter``: a domain file written chunk by chunk."""
+"""Tests of ``convlstm_tl.data.writer.DomainWriter``: a domain file written chunk by chunk."""
 
 import json
 import subprocess
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES, FRAMES_1D, make_splits
-from convlstm_tl.data.format import SPLITS, DomainWriter, open_domain, read_split, write_domain
+from convlstm_tl.data.format import SPLITS, open_domain
+from convlstm_tl.data.reader import read_split
+from convlstm_tl.data.writer import DomainWriter, write_domain
 from convlstm_tl.errors import DomainFileError
 
 
@@ -158,7 +160,7 @@ def test_options_are_checked_before_any_file_is_made(tmp_path):
 MEMORY_SCRIPT = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
-    from convlstm_tl.data.format import DomainWriter
+    from convlstm_tl.data.writer import DomainWriter
 
     path, n_chunks, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     frame_shape = (10, 32, 32, 4)

@@ -1,4 +1,4 @@
-"""Tests of cross-domain evaluation: ``convlstm_tl.evaluation.crossdomain`` and ``python -m convlstm_tl.evaluate``."""
+"""Tests of cross-domain evaluation: ``convlstm_tl.evaluation`` and ``python -m convlstm_tl.evaluate``."""
 
 import json
 import os
@@ -12,19 +12,13 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from conftest import FRAMES_1D, FRAMES_2D, SPLIT_SIZES, make_splits
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-from convlstm_tl.data.format import read_split, write_domain
+from convlstm_tl.data.reader import read_split
+from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
-from convlstm_tl.evaluation.crossdomain import (
-    METRIC_KEYS,
-    file_stem,
-    align_predictions,
-    class_alignment,
-    evaluate_runs,
-    format_markdown,
-    frame_shape_problem,
-    plan_evaluation,
-    write_evaluation,
-)
+from convlstm_tl.evaluation.alignment import align_predictions, class_alignment, frame_shape_problem
+from convlstm_tl.evaluation.crossdomain import METRIC_KEYS, evaluate_runs
+from convlstm_tl.evaluation.plan import plan_evaluation
+from convlstm_tl.evaluation.report import file_stem, format_markdown, write_evaluation
 from convlstm_tl.evaluation.metrics import classification_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -436,15 +430,18 @@ def test_cli_writes_and_prints_the_evaluation(world):
 def test_input_problem_refuses_mixed_kinds_and_other_vocabularies():
     from types import SimpleNamespace
 
-    from convlstm_tl.data.format import vocab_fingerprint
-    from convlstm_tl.evaluation.crossdomain import input_problem
+    from convlstm_tl.data.stats import vocab_fingerprint
+    from convlstm_tl.evaluation.alignment import input_problem
 
-    frames = SimpleNamespace(kind="frames", vocab=())
-    tokens = SimpleNamespace(kind="tokens", vocab=("<pad>", "<oov>", "good"))
+    frames = SimpleNamespace(domain="F", kind="frames", vocab=())
+    tokens = SimpleNamespace(domain="T", kind="tokens", vocab=("<pad>", "<oov>", "good"))
     assert input_problem({}, frames) is None  # runs from before kinds were recorded hold frames
     assert "trained on frames" in input_problem({"kind": "frames"}, tokens)
     assert "trained on tokens" in input_problem({"kind": "tokens"}, frames)
     same = {"kind": "tokens", "vocab_fingerprint": vocab_fingerprint(tokens.vocab)}
     assert input_problem(same, tokens) is None
-    other = {"kind": "tokens", "vocab_fingerprint": vocab_fingerprint(("<pad>", "<oov>", "bad"))}
-    assert "another vocabulary" in input_problem(other, tokens)
+    other = {"kind": "tokens", "name": "Src", "vocab_fingerprint": vocab_fingerprint(("<pad>", "<oov>", "bad"))}
+    assert "another vocabulary" in input_problem(other, tokens) and "--vocab-from Src" in input_problem(other, tokens)
+    # Runs recorded before fingerprints: the vocabulary's size is compared.
+    assert input_problem({"kind": "tokens", "vocab_size": 3}, tokens) is None
+    assert "another vocabulary" in input_problem({"kind": "tokens", "vocab_size": 4}, tokens)

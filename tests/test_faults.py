@@ -24,8 +24,8 @@ from conftest import write_tiny
 from convlstm_tl.cli import evaluate, train
 from convlstm_tl.training.checkpoint import CHECKPOINT_FILE
 from convlstm_tl.cli import EXIT_SIGTERM, run_main
-from convlstm_tl.errors import DomainFileError, Interrupted, RunError
-from convlstm_tl.evaluation.crossdomain import check_output_dir, file_stem
+from convlstm_tl.errors import DomainFileError, RunError
+from convlstm_tl.evaluation.report import check_output_dir, file_stem
 from convlstm_tl.files import replace_folder
 from convlstm_tl.runs.directory import COMPLETE_MARKER, PAUSE_ENV, RUN_FILES, RunDirectory, find_run, recover_run
 from convlstm_tl import files as files_module
@@ -307,7 +307,7 @@ def test_file_stems_are_distinct_for_distinct_names():
 @pytest.mark.slow
 def test_evaluate_interrupted_or_out_of_space_leaves_no_temporary(tmp_path, monkeypatch, capsys):
     from conftest import write_tiny as write
-    from convlstm_tl.evaluation import crossdomain as evaluation_module
+    from convlstm_tl.evaluation import report as evaluation_module
     from convlstm_tl.config import ModelConfig, TrainConfig
     from convlstm_tl.training.source import train_source
 

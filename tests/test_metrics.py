@@ -92,3 +92,26 @@ def test_report_text_names_every_class_without_warnings():
     for name in NAMES:
         assert name in text
     assert "0.7500" in text  # four digits
+
+
+@pytest.mark.parametrize("y_true, y_pred, names", [
+    ([0], [0], ("a", "b", "c")),  # a single sample; most classes absent
+    ([2, 2, 2], [2, 0, 2], ("a", "b", "c")),  # classes absent from y_true
+    ([0, 1, 1], [0, 1, 0], ("accuracy", "macro avg")),  # names that are keys of sklearn's report dict
+])
+def test_edge_cases_equal_sklearn(y_true, y_pred, names):
+    labels = list(range(len(names)))
+    kw = dict(labels=labels, zero_division=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = classification_metrics(y_true, y_pred, names, domain="x")
+    assert list(metrics["per_class"]) == list(names)
+    assert metrics["accuracy"] == accuracy_score(y_true, y_pred)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", **kw))
+    assert metrics["weighted_f1"] == pytest.approx(f1_score(y_true, y_pred, average="weighted", **kw))
+    recall = recall_score(y_true, y_pred, average=None, **kw)
+    for i, name in enumerate(names):
+        assert metrics["per_class"][name]["recall"] == pytest.approx(recall[i])
+        assert metrics["per_class"][name]["support"] == y_true.count(i)
+    assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    assert metrics["n_test"] == len(y_true)

@@ -1,4 +1,5 @@
-"""Tests of ``convlstm_tl.data.subsets.subsample`` and of target subsampling in ``transfer()``."""
+"""Tests of ``convlstm_tl.data.subsets`` (``subsample``, ``labelled_subset``) and of target subsampling in
+``transfer()``."""
 
 import json
 from pathlib import Path
@@ -9,9 +10,12 @@ import pytest
 
 import convlstm_tl.training.transfer as transfer_module
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-from convlstm_tl.data.format import SplitArrays, channel_stats, read_labels, write_domain
+from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.reader import read_labels
+from convlstm_tl.data.stats import channel_stats
+from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.data.subsets import subsample
+from convlstm_tl.data.subsets import labelled_subset, subsample
 from convlstm_tl.training.source import train_source
 
 N_CLASSES = 4
@@ -180,6 +184,52 @@ def _write_domains(data_dir):
                                     recording=1000 * offset + np.arange(8))
     write_domain(data_dir / "Tgt.h5", target, domain="Tgt", class_names=["w", "x", "y", "z"], provenance="test")
     return recording, recording % 4
+
+
+# --------------------------------------------------------- labelled_subset of a domain file
+
+
+def _write_grouped(path):
+    """A domain whose train split carries the units of ``_units()`` as group ids, and no recordings."""
+    labels, units = _units(seed=3)
+    rng = np.random.default_rng(3)
+    splits = {"train": SplitArrays(_frames(labels, rng), labels, group=units)}
+    for offset, split in ((1000, "val"), (2000, "test")):
+        y = np.arange(8) % N_CLASSES
+        splits[split] = SplitArrays(_frames(y, rng), y, group=offset + np.arange(8))
+    write_domain(path, splits, domain="Grouped", class_names=["w", "x", "y", "z"], provenance="test")
+    return labels, units
+
+
+def test_labelled_subset_without_options_is_the_whole_train_split(tmp_path):
+    labels, _ = _write_grouped(tmp_path / "G.h5")
+    indices, n_total = labelled_subset(tmp_path / "G.h5", seed=5)
+    assert n_total == len(labels)
+    assert np.array_equal(indices, np.arange(len(labels)))
+    with pytest.raises(ConfigError, match="exactly one"):
+        labelled_subset(tmp_path / "G.h5", fraction=0.5, per_class=3)
+
+
+@pytest.mark.parametrize("choice", [{"fraction": 0.3}, {"fraction": 0.6}, {"per_class": 4}])
+def test_labelled_subset_keeps_whole_groups(tmp_path, choice):
+    labels, units = _write_grouped(tmp_path / "G.h5")
+    indices, n_total = labelled_subset(tmp_path / "G.h5", seed=2, **choice)
+    assert n_total == len(labels) and 0 < len(indices) < len(labels)
+    chosen = np.zeros(len(labels), dtype=bool)
+    chosen[indices] = True
+    for group in np.unique(units):
+        assert len(set(chosen[units == group].tolist())) == 1  # the whole group is in, or none of it
+    # It is subsample() of the file's labels and groups, with the same seed.
+    assert np.array_equal(indices, subsample(labels, units, seed=2, **choice))
+
+
+def test_labelled_subset_takes_recordings_before_groups(tmp_path):
+    recordings, groups = _write_domains(tmp_path)
+    labels, _ = read_labels(tmp_path / "Tgt.h5", "train")
+    indices, n_total = labelled_subset(tmp_path / "Tgt.h5", fraction=0.5, seed=3)
+    assert n_total == len(labels)
+    assert np.array_equal(indices, subsample(labels, recordings, fraction=0.5, seed=3))
+    assert not np.array_equal(indices, subsample(labels, groups, fraction=0.5, seed=3))
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,11 @@ import pytest
 
 from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, write_tiny
 from convlstm_tl.training import source as training
-from convlstm_tl.config import ModelConfig, TrainConfig, to_dict
+from convlstm_tl.config import ModelConfig, TrainConfig
+from convlstm_tl.jsonio import to_dict
 from convlstm_tl.data.sequence import DomainSequence
-from convlstm_tl.data.format import channel_stats, read_split
+from convlstm_tl.data.reader import read_split
+from convlstm_tl.data.stats import channel_stats
 from convlstm_tl.errors import DomainFileError, RunError
 from convlstm_tl.evaluation.metrics import classification_metrics
 from convlstm_tl.runs.directory import RUN_FILES

@@ -20,25 +20,30 @@ import pytest
 
 import convlstm_tl.training.transfer as transfer_module
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
-from convlstm_tl.data.format import SplitArrays, channel_stats, read_labels, read_sampling_units, read_split, write_domain
+from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.reader import read_labels, read_sampling_units, read_split
+from convlstm_tl.data.stats import channel_stats
+from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import ConfigError, RunError, UserError
 from convlstm_tl.models.classifier import block_name, body_blocks, build_classifier, head_layers, load_model
 from convlstm_tl.data.subsets import subsample
 from convlstm_tl.cli.train import build_transfer_config, parse_args
 from convlstm_tl.training.source import train_source
-from convlstm_tl.training.transfer import (
-    LayerRateAdam,
-    Phase,
-    SourceRun,
-    build_transfer_model,
-    compile_for_phase,
-    feature_extractor,
-    head_model,
-    load_source_run,
-    parse_strategy,
-    set_phase,
-    transfer,
-)
+from convlstm_tl.jsonio import to_dict
+from convlstm_tl.models.backbone import Backbone
+from convlstm_tl.models.optimizers import LayerRateAdam
+from convlstm_tl.runs.resolve import Run, load_run
+from convlstm_tl.training.transfer import transfer
+from convlstm_tl.transfer.recipe import build_transfer_model, compile_for_phase, init_head_from_source, set_phase
+from convlstm_tl.transfer.strategies import Phase, parse_strategy
+
+
+def _run(path, model_config, model, class_names=()):
+    """A loaded run built in memory, as transfer reads a source run."""
+    return Run(path=Path(path), record={"kind": "source", "model": to_dict(model_config),
+                                        "domain": {"name": "Src", "class_names": list(class_names),
+                                                   "frame_shape": list(model.input_shape[1:])}},
+               model=model)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m convlstm_tl.train"
@@ -98,7 +103,7 @@ class World:
     data_dir: Path
     runs_dir: Path
     source_dir: Path
-    source: SourceRun
+    source: Run
     target: Path
 
 
@@ -114,7 +119,7 @@ def world(tmp_path_factory):
                          lr=LR, patience=0, model=SOURCE_MODEL)
     result = train_source(config, verbose=0)
     return World(root=root, data_dir=data_dir, runs_dir=runs_dir, source_dir=result.run_dir,
-                 source=load_source_run(str(result.run_dir), runs_dir), target=target)
+                 source=load_run(str(result.run_dir), runs_dir), target=target)
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +133,7 @@ def fake_source(tmp_path_factory):
                              mean=np.zeros(2), variance=np.ones(2))
     for block in body_blocks(model):
         block.set_weights([w + 0.5 for w in block.get_weights()])
-    return SourceRun(path=tmp_path_factory.mktemp("fake") / "Fake", config={}, model_config=SOURCE_MODEL,
-                     model=model)
+    return _run(tmp_path_factory.mktemp("fake") / "Fake", SOURCE_MODEL, model)
 
 
 def _x(n=16, seed=0, frame_shape=FRAMES):
@@ -368,24 +372,24 @@ def test_cached_features_and_head_predict_like_the_full_model(fake_source, spec,
     strategy, model = _build(fake_source, spec)
     set_phase(model, strategy, strategy.phases[0])
     x = _x(10, seed=3)
-    features = feature_extractor(model, keep).predict(x, verbose=0)
+    features = Backbone(model).body(keep).predict(x, verbose=0)
     assert features.shape == (10, *model.get_layer(block_name(keep)).output.shape[1:])
     # A second model whose head got the first one's head weights.
     _, other = _build(fake_source, spec)
     for layer in head_layers(model):
         other.get_layer(layer.name).set_weights(layer.get_weights())
-    cached = head_model(model, features.shape[1:]).predict(features, verbose=0)
+    cached = Backbone(model).head(features.shape[1:]).predict(features, verbose=0)
     np.testing.assert_allclose(cached, model.predict(x, verbose=0), atol=1e-5)
     np.testing.assert_allclose(cached, other.predict(x, verbose=0), atol=1e-5)
     # The head model shares (not copies) the head's weights.
-    shared = {id(w) for w in head_model(model, features.shape[1:]).weights}
+    shared = {id(w) for w in Backbone(model).head(features.shape[1:]).weights}
     assert shared == {id(w) for layer in head_layers(model) for w in layer.weights}
 
 
 def test_frozen_body_runs_in_inference_mode(fake_source):
     strategy, model = _build(fake_source, "freeze")
     set_phase(model, strategy, strategy.phases[0])
-    body = feature_extractor(model, 2)
+    body = Backbone(model).body(2)
     x = _x(8, seed=5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(body([x], training=True)),
                                keras.ops.convert_to_numpy(body([x], training=False)), atol=1e-6)
@@ -394,10 +398,10 @@ def test_frozen_body_runs_in_inference_mode(fake_source):
 def test_frozen_body_with_block_dropout_runs_in_inference_mode():
     config = ModelConfig(filters=(4, 4), head_units=8, block_dropout=0.5)
     model = build_classifier(config, frame_shape=FRAMES, n_classes=3, mean=np.zeros(2), variance=np.ones(2))
-    source = SourceRun(path=Path("Src"), config={}, model_config=config, model=model)
+    source = _run("Src", config, model)
     strategy, model = _build(source, "freeze")
     set_phase(model, strategy, strategy.phases[0])
-    body = feature_extractor(model, 2)
+    body = Backbone(model).body(2)
     x = _x(8, seed=5)
     # What fit() feeds the head (training=True) must be what the cache holds (training=False).
     np.testing.assert_allclose(keras.ops.convert_to_numpy(body([x], training=True)),
@@ -634,16 +638,16 @@ def test_gradual_needs_more_epochs_than_head_epochs(world):
 
 
 @pytest.mark.slow
-def test_load_source_run_by_name_and_refuses_incomplete_runs(world, tmp_path):
-    by_name = load_source_run("Src", world.runs_dir)
+def test_load_run_by_name_and_refuses_incomplete_runs(world, tmp_path):
+    by_name = load_run("Src", world.runs_dir)
     assert by_name.path == world.source_dir and by_name.n_blocks == 2 and by_name.frame_shape == FRAMES
     broken = tmp_path / "Broken"
     broken.mkdir()
     (broken / "config.json").write_text((world.source_dir / "config.json").read_text())
     with pytest.raises(RunError, match="model.keras"):
-        load_source_run("Broken", tmp_path)
+        load_run("Broken", tmp_path)
     with pytest.raises(RunError, match="not found"):
-        load_source_run("Nowhere", tmp_path)
+        load_run("Nowhere", tmp_path)
 
 
 # ----------------------------------------------------------------------- CLI
@@ -752,15 +756,14 @@ def test_cli_errors_leave_nothing_behind(world, cli_runs):
 
 
 def _with_classes(source, class_names):
-    return SourceRun(path=source.path, config={"domain": {"class_names": list(class_names)}},
-                     model_config=source.model_config, model=source.model)
+    return _run(source.path, source.model_config, source.model, class_names)
 
 
 def test_head_init_source_starts_as_the_source_model(fake_source):
     """Same classes, whole body frozen, same normalization: before training it predicts what the source does."""
     source = _with_classes(fake_source, SOURCE_CLASSES)
     strategy, model = _build(source, "freeze", n_classes=len(SOURCE_CLASSES))
-    transfer_module.init_head_from_source(model, source, strategy, SOURCE_CLASSES)
+    init_head_from_source(model, source, strategy, SOURCE_CLASSES)
     for layer in head_layers(model):
         assert _equal(layer.get_weights(), source.model.get_layer(layer.name).get_weights())
     x = _x()
@@ -776,7 +779,7 @@ def test_head_init_source_refuses_what_it_cannot_mean(fake_source, spec, classes
     source = _with_classes(fake_source, SOURCE_CLASSES)
     strategy, model = _build(source, spec, n_classes=len(classes))
     with pytest.raises(ConfigError, match=fragment):
-        transfer_module.init_head_from_source(model, source, strategy, classes)
+        init_head_from_source(model, source, strategy, classes)
 
 
 def test_head_init_source_is_recorded_and_trains(world):

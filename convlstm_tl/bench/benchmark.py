@@ -183,7 +183,7 @@ def write_synthetic_domain(path, n_train, frame_shape, *, n_classes=4, n_eval=64
     """Write a domain file of ``n_train`` training samples without holding it in memory.
 
     Writes ``chunk`` samples at a time through
-    :class:`convlstm_tl.data.format.DomainWriter`, so the file can be larger than
+    :class:`convlstm_tl.data.writer.DomainWriter`, so the file can be larger than
     memory. Samples repeat one random block with a per-chunk offset: cheap to
     make, and no two chunks are equal.
 
@@ -192,7 +192,7 @@ def write_synthetic_domain(path, n_train, frame_shape, *, n_classes=4, n_eval=64
     """
     import numpy as np
 
-    from convlstm_tl.data.format import DomainWriter
+    from convlstm_tl.data.writer import DomainWriter
 
     rng = np.random.default_rng(seed)
     block = rng.normal(size=(chunk, *frame_shape)).astype(np.float32)

@@ -74,7 +74,7 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def run_main(main, argv=None, *, prog):
+def run_main(main, argv=None, *, prog, flags=None):
     """Call ``main(argv)`` and map a :class:`UserError` to exit code 2.
 
     SIGTERM (what schedulers and ``docker stop`` send) is handled like
@@ -87,6 +87,8 @@ def run_main(main, argv=None, *, prog):
         main: function taking ``argv`` and returning an exit code.
         argv: argument list, or None for ``sys.argv[1:]``.
         prog: program name used as the prefix of the error line.
+        flags: ``{config field: command-line flag}``; an error about a field
+            (``UserError.field``) then names the flag that sets it.
 
     Returns:
         The exit code: ``main``'s own, 2 for a user error, 130 on Ctrl-C,
@@ -96,7 +98,7 @@ def run_main(main, argv=None, *, prog):
     try:
         return main(argv)
     except UserError as error:
-        _error_line(prog, error)
+        _error_line(prog, error, flags or {})
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         # An Interrupted says how to resume; a bare Ctrl-C has no message.
@@ -136,8 +138,11 @@ def _terminated(interrupt):
     return False
 
 
-def _error_line(prog, error):
+def _error_line(prog, error, flags):
     message = " ".join(str(error).split())
+    flag = flags.get(getattr(error, "field", None))
+    if flag and flag.split()[0] not in message:
+        message += f" (option {flag})"
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 

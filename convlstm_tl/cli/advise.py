@@ -10,7 +10,6 @@ labelled training samples, and applies the four-case rule of
 
 import json
 import sys
-from pathlib import Path
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
 from convlstm_tl.config import MAX_INT32, check_domain_name, check_range, check_seed
@@ -67,13 +66,11 @@ def main(argv=None):
     args = parse_args(argv)
     configure_logging(args.quiet)
     from convlstm_tl.data.format import find_domain, open_domain
-    from convlstm_tl.runs.directory import find_run
+    from convlstm_tl.runs.resolve import resolve_run
 
     # Check the cheap things before paying for the backend's start-up.
     open_domain(find_domain(args.target, args.data_dir))
-    candidate = Path(args.runs_dir) / args.source
-    path = candidate if candidate.exists() or not Path(args.source).is_dir() else Path(args.source)
-    find_run(path.parent, path.name)
+    resolve_run(args.source, args.runs_dir)
     import_backend_quietly()
     from convlstm_tl.transfer.advisor import advise
 

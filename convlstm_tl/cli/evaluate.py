@@ -43,8 +43,10 @@ def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
     configure_logging(args.quiet)
-    from convlstm_tl.evaluation.crossdomain import (check_output_dir, evaluate_plan, format_markdown, plan_evaluation,
-                                        resolve_run, write_evaluation)
+    from convlstm_tl.evaluation.crossdomain import evaluate_plan
+    from convlstm_tl.evaluation.plan import plan_evaluation
+    from convlstm_tl.evaluation.report import check_output_dir, format_markdown, write_evaluation
+    from convlstm_tl.runs.resolve import resolve_run
 
     out = Path(args.out) if args.out else Path(args.runs_dir) / f"evaluation-{datetime.now():%Y%m%d-%H%M%S}"
     # Check the cheap things before paying for the backend's start-up.

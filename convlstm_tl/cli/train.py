@@ -15,7 +15,13 @@ import dataclasses
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.config import (
+    DISTRIBUTE, HEAD_INITS, JIT, MIXED_PRECISION, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig, TrainConfig,
+    TransferConfig,
+)
 from convlstm_tl.errors import ConfigError
+from convlstm_tl.jsonio import from_dict, load_json
+from convlstm_tl.transfer.strategies import STRATEGY_NAMES
 
 PROG = "python -m convlstm_tl.train"
 
@@ -33,7 +39,8 @@ _MODEL_KEYS = {"kernel": "kernel_size", "dropout": "block_dropout", "recurrent_d
 
 
 def parse_args(argv=None):
-    """Parse the command line; every option defaults to None (= not given)."""
+    """Parse the command line; every option defaults to None (= not given), the configs hold the defaults."""
+    train, transfer_defaults, model_defaults = TrainConfig(), TransferConfig(), ModelConfig()
     parser = ArgumentParser(prog=PROG, description="Train a ConvLSTM classifier on a source domain, "
                                                    "or transfer a trained one to a target domain.")
     mode = parser.add_mutually_exclusive_group()
@@ -45,30 +52,33 @@ def parse_args(argv=None):
     parser.add_argument("--config", metavar="FILE", help="JSON file of settings; flags override it")
     parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
     parser.add_argument("--runs-dir", help="folder of run directories (default: ./runs)")
-    parser.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
-    parser.add_argument("--batch-size", type=int, help="batch size (default 32)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate; of the new head in a transfer (default 1e-3)")
-    parser.add_argument("--patience", type=int,
-                        help="early-stopping patience on val loss, best weights restored; 0 = off (default 8)")
-    parser.add_argument("--seed", type=int, help="random seed (default 0); the same seed repeats a CPU run")
+    parser.add_argument("--epochs", type=int, help=f"maximum epochs (default {train.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"batch size (default {train.batch_size})")
+    parser.add_argument("--lr", type=float,
+                        help=f"Adam learning rate; of the new head in a transfer (default {train.lr:g})")
+    parser.add_argument("--patience", type=int, help="early-stopping patience on val loss, best weights restored;"
+                                                     f" 0 = off (default {train.patience})")
+    parser.add_argument("--seed", type=int,
+                        help=f"random seed (default {train.seed}); the same seed repeats a CPU run")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
     parser.add_argument("--resume", action="store_true", default=None,
                         help="continue the interrupted run of this name from its last finished epoch"
                              " (give the same settings)")
-    parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"),
+    parser.add_argument("--distribute", choices=DISTRIBUTE,
                         help="tf.distribute strategy: mirrored over local GPUs, multiworker from TF_CONFIG;"
-                             " --batch-size is the global batch (default none)")
-    parser.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"),
-                        help="compute in float16 or bfloat16 with float32 weights and softmax (default off:"
-                             " both were slower than float32 on CPU; float16 is for GPUs)")
-    parser.add_argument("--jit", nargs="?", const="on", choices=("auto", "on", "off"),
-                        help="XLA compilation; --jit alone means on (default auto: Keras' choice, off on a"
-                             " CPU-only TensorFlow)")
+                             f" --batch-size is the global batch (default {train.distribute})")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
+                        help="compute in float16 or bfloat16 with float32 weights and softmax (default"
+                             f" {train.mixed_precision}: both were slower than float32 on CPU; float16 is for GPUs)")
+    parser.add_argument("--jit", nargs="?", const="on", choices=JIT,
+                        help=f"XLA compilation; --jit alone means on (default {train.jit}: auto is Keras' choice,"
+                             " off on a CPU-only TensorFlow)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
     model = parser.add_argument_group("architecture (with --source)")
-    model.add_argument("--blocks", type=int, help="number of ConvLSTM blocks (default 2)")
-    model.add_argument("--filters", help="filters per block, e.g. 32 or 32,64 (default 32,32)")
+    model.add_argument("--blocks", type=int, help=f"number of ConvLSTM blocks (default {model_defaults.n_blocks})")
+    model.add_argument("--filters", help="filters per block, e.g. 32 or 32,64 (default"
+                                         f" {','.join(map(str, model_defaults.filters))})")
     model.add_argument("--kernel", type=int, help="kernel size k: (1,k) for H == 1 frames, (k,k) otherwise")
     model.add_argument("--dropout", type=float, help="dropout after each block")
     model.add_argument("--recurrent-dropout", type=float, help="dropout on the ConvLSTM recurrent state")
@@ -88,20 +98,21 @@ def parse_args(argv=None):
                                                    " e.g. 0,1,2,3,4,5 (default: all channels, 3 at a time)")
 
     pretraining = parser.add_argument_group("unsupervised pretraining (with --pretrain)")
-    pretraining.add_argument("--objective", choices=("next_frame", "reconstruction"),
+    pretraining.add_argument("--objective", choices=OBJECTIVES,
                              help="predict the next frame (default) or reconstruct the current one")
 
     transfer = parser.add_argument_group("transfer (with --transfer)")
     transfer.add_argument("--from", dest="source_run", metavar="RUN", help="source run: a name in --runs-dir or a path")
-    transfer.add_argument("--strategy", help="freeze | cut:K | unfreeze:N | finetune | gradual | scratch"
-                                             " (default freeze)")
+    transfer.add_argument("--strategy", help=f"{' | '.join(STRATEGY_NAMES)} (default {transfer_defaults.strategy})")
     transfer.add_argument("--body-lr", type=float, help="learning rate of restored blocks that train (default lr/10)")
-    transfer.add_argument("--head-epochs", type=int, help="gradual: head-only epochs before unfreezing (default 10)")
-    transfer.add_argument("--normalization", choices=("target", "source"),
-                          help="normalization statistics: the target's training samples (default) or the source's")
+    transfer.add_argument("--head-epochs", type=int, help="gradual: head-only epochs before unfreezing"
+                                                          f" (default {transfer_defaults.head_epochs})")
+    transfer.add_argument("--normalization", choices=NORMALIZATIONS,
+                          help="normalization statistics: the target's training samples or the source's"
+                               f" (default {transfer_defaults.normalization})")
     transfer.add_argument("--target-fraction", type=float, help="keep this fraction of the target's training split")
     transfer.add_argument("--target-per-class", type=int, help="keep about this many training samples per class")
-    transfer.add_argument("--head-init", choices=("new", "source"),
+    transfer.add_argument("--head-init", choices=HEAD_INITS,
                           help="new: a random head (default); source: start from the source run's head, when the"
                                " target has the source's classes in the same order; the start is itself a"
                                " candidate for early stopping (with --normalization source it is the source model)")
@@ -111,9 +122,7 @@ def parse_args(argv=None):
 
 
 def build_transfer_config(args):
-    """Turn parsed arguments into a validated :class:`TransferConfig`."""
-    from convlstm_tl.config import TransferConfig, from_dict, load_json
-
+    """Turn parsed arguments into a :class:`TransferConfig` (validated by the library, once)."""
     given = [flag for flag in _MODEL_KEYS if getattr(args, flag) is not None]
     if given:
         raise ConfigError(f"--{given[0].replace('_', '-')} sets the architecture, which a transfer takes from"
@@ -125,14 +134,11 @@ def build_transfer_config(args):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     _apply_augment_flags(args, config.augment)
-    config.validate()
     return config
 
 
 def build_config(args):
-    """Turn parsed arguments into a validated :class:`TrainConfig`."""
-    from convlstm_tl.config import TrainConfig, from_dict, load_json
-
+    """Turn parsed arguments into a :class:`TrainConfig` (validated by the library, once)."""
     given = [key for key in (*_TRANSFER_KEYS, "source_run") if getattr(args, key) is not None]
     if given:
         flag = "--from" if given[0] == "source_run" else f"--{given[0].replace('_', '-')}"
@@ -146,14 +152,11 @@ def build_config(args):
             setattr(config, key, value)
     config.model = _model_from_flags(args, config.model)
     _apply_augment_flags(args, config.augment)
-    config.validate()
     return config
 
 
 def build_pretrain_config(args):
-    """Turn parsed arguments into a validated :class:`PretrainConfig`."""
-    from convlstm_tl.config import PretrainConfig, from_dict, load_json
-
+    """Turn parsed arguments into a :class:`PretrainConfig` (validated by the library, once)."""
     given = [key for key in (*_TRANSFER_KEYS, "source_run", *_AUGMENT_KEYS, "vector_channels")
              if getattr(args, key) is not None]
     if given:
@@ -169,14 +172,11 @@ def build_pretrain_config(args):
                 raise ConfigError(f"--{key.replace('_', '-')} does not apply to pretraining; drop it")
             setattr(config, key, getattr(args, key))
     config.model = _model_from_flags(args, config.model)
-    config.validate()
     return config
 
 
 def _model_from_flags(args, model):
     """``model`` (a ModelConfig) with the architecture flags given on the command line."""
-    from convlstm_tl.config import ModelConfig
-
     for flag, key in _MODEL_KEYS.items():
         value = getattr(args, flag)
         if key is not None and value is not None:
@@ -220,45 +220,40 @@ def main(argv=None):
     if args.pretrain is not None:
         return _run_pretrain(args)
     config = build_config(args)
-    # Check the cheap things before paying for the backend's start-up.
-    from convlstm_tl.data.format import find_domain, open_domain
-    from convlstm_tl.runs.directory import check_run_target
+    from convlstm_tl.training.plans import plan_source
 
-    info = open_domain(find_domain(config.source, config.data_dir or None))
-    from convlstm_tl.distribute import is_chief
-
-    if is_chief(config.distribute):
-        check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
+    # Every check that needs no backend comes first: a mistake costs no start-up.
+    plan = plan_source(config)
     import_backend_quietly()
-    from convlstm_tl.training.source import train_source
+    from convlstm_tl.training.source import run_source
 
-    result = train_source(config, info=info, verbose=0 if args.quiet else "auto")
+    result = run_source(plan, verbose=0 if args.quiet else "auto")
     _print_result(result, config.source, args.quiet)
     return 0
 
 
 def _run_transfer(args):
     config = build_transfer_config(args)
-    from convlstm_tl.data.format import find_domain, open_domain
+    from convlstm_tl.training.plans import plan_transfer
 
-    info = open_domain(find_domain(config.target, config.data_dir or None))
+    plan = plan_transfer(config)
     import_backend_quietly()
-    from convlstm_tl.training.transfer import transfer
+    from convlstm_tl.training.transfer import run_transfer
 
-    result = transfer(config, target_info=info, verbose=0 if args.quiet else "auto")
+    result = run_transfer(plan, verbose=0 if args.quiet else "auto")
     _print_result(result, config.target, args.quiet)
     return 0
 
 
 def _run_pretrain(args):
     config = build_pretrain_config(args)
-    from convlstm_tl.data.format import find_domain, open_domain
+    from convlstm_tl.training.plans import plan_pretrain
 
-    info = open_domain(find_domain(config.domain, config.data_dir or None))
+    plan = plan_pretrain(config)
     import_backend_quietly()
-    from convlstm_tl.training.pretrain import pretrain
+    from convlstm_tl.training.pretrain import run_pretrain
 
-    result = pretrain(config, info=info, verbose=0 if args.quiet else "auto")
+    result = run_pretrain(plan, verbose=0 if args.quiet else "auto")
     m = result.metrics
     print(f"run {result.run_dir}: {config.domain} {m['objective']} test loss {m['loss']:.4f} (baseline,"
           f" {m['baseline']}: {m['baseline_loss']:.4f}; {m['epochs_run']} epochs, {m['train_seconds']:.1f} s);"
@@ -277,9 +272,20 @@ def _print_result(result, domain, quiet):
         print((result.run_dir / "report.txt").read_text())
 
 
-def cli():
+# config field -> the flag that sets it, for error lines (see convlstm_tl.cli.run_main)
+FLAGS = {
+    **{key: f"--{key.replace('_', '-')}" for key in (*_SHARED_KEYS, *_TRANSFER_KEYS, "objective")},
+    **{key: f"--{flag.replace('_', '-')}" for flag, key in _MODEL_KEYS.items() if key is not None},
+    **{key: f"--{flag.replace('_', '-')}" for flag, key in _AUGMENT_KEYS.items()},
+    "filters": "--filters", "vector_channels": "--vector-channels",
+    "source": "--source DOMAIN", "target": "--transfer TARGET", "source_run": "--from RUN",
+    "domain": "--pretrain DOMAIN",
+}
+
+
+def cli(argv=None):
     """Console-script entry point."""
-    sys.exit(run_main(main, prog=PROG))
+    sys.exit(run_main(main, argv, prog=PROG, flags=FLAGS))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from convlstm_tl.data.reader import read_labels, read_sampling_units
 from convlstm_tl.errors import ConfigError
 
 
@@ -49,3 +50,28 @@ def subsample(labels, units=None, *, fraction=None, per_class=None, seed=0):
             if total >= wanted:
                 break
     return np.sort(np.flatnonzero(np.isin(unit_of_sample, chosen_units)))
+
+
+def labelled_subset(path, *, fraction=None, per_class=None, seed=0):
+    """The labelled samples of a domain file's training split that a transfer trains on.
+
+    All of them when neither ``fraction`` nor ``per_class`` is given, else the
+    :func:`subsample` of the split that keeps the file's sampling units whole
+    (recordings, else groups; see
+    :func:`~convlstm_tl.data.reader.read_sampling_units`).
+
+    Args:
+        path: the domain's ``.h5`` file.
+        fraction: keep about this fraction of each class's samples.
+        per_class: or keep about this many samples per class (not both).
+        seed: the same seed gives the same subset.
+
+    Returns:
+        ``(indices, n_total)``: the sorted indices of the chosen samples and
+        the number of samples in the training split.
+    """
+    labels, _ = read_labels(path, "train")
+    if fraction is None and per_class is None:
+        return np.arange(len(labels)), len(labels)
+    indices = subsample(labels, read_sampling_units(path, "train"), fraction=fraction, per_class=per_class, seed=seed)
+    return indices, len(labels)

@@ -5,12 +5,7 @@ Precision of a class that is never predicted is undefined; we set
 """
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 ZERO_DIVISION = 0
 
@@ -34,30 +29,29 @@ def classification_metrics(y_true, y_pred, class_names, *, domain):
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=ZERO_DIVISION
-    )
-    macro = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="macro", zero_division=ZERO_DIVISION
-    )
-    weighted = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="weighted", zero_division=ZERO_DIVISION
-    )
+    # Rows are keyed by label id, not name, so that no class name can meet the
+    # report's own keys ("accuracy", "macro avg", ...).
+    keys = [str(label) for label in labels]
+    report = classification_report(y_true, y_pred, labels=labels, target_names=keys, output_dict=True,
+                                   zero_division=ZERO_DIVISION)
+    macro, weighted = report["macro avg"], report["weighted avg"]
     return {
         "domain": domain,
+        # The report holds "accuracy" only when ``labels`` cover every label
+        # seen, so it is counted here, over all samples.
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_precision": float(macro[0]),
-        "macro_recall": float(macro[1]),
-        "macro_f1": float(macro[2]),
-        "weighted_f1": float(weighted[2]),
+        "macro_precision": float(macro["precision"]),
+        "macro_recall": float(macro["recall"]),
+        "macro_f1": float(macro["f1-score"]),
+        "weighted_f1": float(weighted["f1-score"]),
         "per_class": {
             str(name): {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
+                "precision": float(report[key]["precision"]),
+                "recall": float(report[key]["recall"]),
+                "f1": float(report[key]["f1-score"]),
+                "support": int(report[key]["support"]),
             }
-            for i, name in enumerate(class_names)
+            for key, name in zip(keys, class_names)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "n_test": int(len(y_true)),

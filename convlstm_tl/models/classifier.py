@@ -24,19 +24,8 @@ every other layer is stock Keras. The fast layer is registered as
 import keras
 import numpy as np
 
-# Importing the layer registers it, so model.keras files that use it reload
-# with plain keras.saving.load_model once convlstm_tl.models.classifier is imported.
+from convlstm_tl.models.backbone import EMBEDDING, HEAD_PREFIX, NORMALIZE, Backbone, block_name
 from convlstm_tl.models.layers import FastConvLSTM2D
-
-BLOCK_PREFIX = "block_"
-HEAD_PREFIX = "head_"
-NORMALIZE = "normalize"
-EMBEDDING = "embedding"
-
-
-def block_name(index):
-    """Name of the ``index``-th block of the body (1-based)."""
-    return f"{BLOCK_PREFIX}{index}"
 
 
 def kernel_for(frame_shape, kernel_size):
@@ -111,6 +100,18 @@ def build_classifier(config, *, frame_shape, n_classes, mean=None, variance=None
     >>> model = build_classifier(ModelConfig(), frame_shape=(10, 1, 25, 6), n_classes=7,
     ...                          mean=np.zeros(6), variance=np.ones(6))
     """
+    inputs, x = build_body(config, frame_shape=frame_shape, mean=mean, variance=variance, vocab_size=vocab_size,
+                           kernel=kernel)
+    return keras.Model(inputs, build_head(x, n_classes, config), name=name)
+
+
+def build_body(config, *, frame_shape, mean=None, variance=None, vocab_size=None, kernel=None):
+    """The input and the body's output: ``normalize`` (or ``embedding``) then ``block_1 .. block_K``.
+
+    Arguments as :func:`build_classifier`'s. Returns ``(inputs, x)``, the
+    input tensor and the last block's output sequence, for a head or a
+    decoder to go on top.
+    """
     frame_shape = tuple(int(d) for d in frame_shape)
     if len(frame_shape) != 4:
         raise ValueError(f"frame_shape must be (T, H, W, C). Received: frame_shape={frame_shape}")
@@ -128,8 +129,7 @@ def build_classifier(config, *, frame_shape, n_classes, mean=None, variance=None
         x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZE)(inputs)
     for index, filters in enumerate(config.filters, start=1):
         x = build_block(index, filters, config, frame_shape, kernel)(x)
-    outputs = build_head(x, n_classes, config)
-    return keras.Model(inputs, outputs, name=name)
+    return inputs, x
 
 
 def _token_front_end(config, frame_shape, vocab_size):
@@ -146,24 +146,23 @@ def _token_front_end(config, frame_shape, vocab_size):
 
 
 def has_embedding(model):
-    """Whether the model starts with a token embedding (a ``tokens`` domain's model)."""
-    return any(layer.name == EMBEDDING for layer in model.layers)
+    """Whether the model starts with a token embedding (see :class:`Backbone`)."""
+    return Backbone(model).has_embedding
 
 
 def block_kernel(model):
-    """The ConvLSTM kernel size of the model's body."""
-    return tuple(model.get_layer(block_name(1)).get_layer("convlstm").kernel_size)
+    """The ConvLSTM kernel size of the model's body (see :class:`Backbone`)."""
+    return Backbone(model).kernel
 
 
 def body_blocks(model):
-    """The model's body blocks in order (``block_1``, ``block_2``, ...)."""
-    blocks = [layer for layer in model.layers if layer.name.startswith(BLOCK_PREFIX)]
-    return sorted(blocks, key=lambda layer: int(layer.name[len(BLOCK_PREFIX):]))
+    """The model's body blocks in order (see :class:`Backbone`)."""
+    return Backbone(model).blocks
 
 
 def head_layers(model):
-    """The model's head layers (names starting with ``head_``)."""
-    return [layer for layer in model.layers if layer.name.startswith(HEAD_PREFIX)]
+    """The model's head layers (see :class:`Backbone`)."""
+    return Backbone(model).head_layers
 
 
 def load_model(path):

@@ -5,7 +5,7 @@
 """
 
 from convlstm_tl.models.layers import FastConvLSTM2D
-from convlstm_tl.training.pretrain import FramePredictionLoss
-from convlstm_tl.training.transfer import LayerRateAdam
+from convlstm_tl.models.autoencoder import FramePredictionLoss
+from convlstm_tl.models.optimizers import LayerRateAdam
 
 __all__ = ["FastConvLSTM2D", "FramePredictionLoss", "LayerRateAdam"]

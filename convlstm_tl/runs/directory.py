@@ -19,7 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from convlstm_tl.config import RUN_CONTROL_KEYS, load_json, save_json
+from convlstm_tl.config import RUN_CONTROL_KEYS
+from convlstm_tl.jsonio import load_json, save_json
 from convlstm_tl.errors import Interrupted, RunError, UserError
 from convlstm_tl.files import OLD_PREFIX, discard_folder, replace_folder
 

@@ -22,7 +22,8 @@ the field, not deep inside whatever reads it.
 import math
 from pathlib import Path
 
-from convlstm_tl.config import ModelConfig, from_dict, load_json
+from convlstm_tl.config import ModelConfig
+from convlstm_tl.jsonio import from_dict, load_json
 from convlstm_tl.errors import ConfigError, RunError
 
 RUN_KINDS = ("source", "transfer", "pretrain")

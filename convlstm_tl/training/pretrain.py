@@ -19,55 +19,24 @@ like a source run's.
 """
 
 import logging
-import math
 import time
 
 import keras
 import numpy as np
-from keras import ops
 
 from convlstm_tl import backend
 from convlstm_tl.training.checkpoint import Checkpoint
-from convlstm_tl.config import save_json, to_dict
+from convlstm_tl.jsonio import save_json, to_dict
 from convlstm_tl.data.sequence import DomainSequence
-from convlstm_tl.data.format import channel_stats, find_domain, iter_x, open_domain
-from convlstm_tl.errors import ConfigError
-from convlstm_tl.models.classifier import block_name, build_classifier
-from convlstm_tl.runs.directory import RunDirectory, check_run_target
-from convlstm_tl.training.source import TrainResult, fit, write_history
+from convlstm_tl.data.reader import iter_x
+from convlstm_tl.data.stats import channel_stats
+from convlstm_tl.models.autoencoder import SHIFTS, FramePredictionLoss, build_autoencoder
+from convlstm_tl.runs.directory import RunDirectory
+from convlstm_tl.training.fit import fit, write_history
+from convlstm_tl.training.plans import plan_pretrain
+from convlstm_tl.training.source import TrainResult
 
 log = logging.getLogger(__name__)
-
-DECODER_PREFIX = "decoder_"
-# How many steps ahead each objective predicts.
-SHIFTS = {"next_frame": 1, "reconstruction": 0}
-
-
-@keras.saving.register_keras_serializable(package="convlstm_tl")
-class FramePredictionLoss(keras.losses.Loss):
-    """Mean squared error between predicted frames and the true frames ``shift`` steps later.
-
-    The prediction at step ``t`` is compared with the target at ``t + shift``;
-    the last ``shift`` predictions have nothing to predict and are left out.
-
-    Args:
-        shift: steps ahead (1: next frame, 0: the same frame).
-        name: the loss's name.
-        **kwargs: other ``keras.losses.Loss`` arguments.
-    """
-
-    def __init__(self, shift=1, name="frame_prediction_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.shift = int(shift)
-
-    def call(self, y_true, y_pred):
-        if self.shift:
-            y_pred, y_true = y_pred[:, :-self.shift], y_true[:, self.shift:]
-        return ops.mean(ops.square(ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")), axis=(1, 2, 3, 4))
-
-    def get_config(self):
-        return {**super().get_config(), "shift": self.shift}
-
 
 class FrameSequence(keras.utils.PyDataset):
     """Batches ``(frames, normalized frames)`` of a split: the autoencoder's inputs and targets.
@@ -104,40 +73,6 @@ class FrameSequence(keras.utils.PyDataset):
         self.frames.set_epoch(epoch)
 
 
-def build_autoencoder(config, *, frame_shape, mean, variance, name="convlstm_autoencoder"):
-    """The classifier's body (``normalize``, ``block_1..K``) with a frame decoder on top.
-
-    The decoder undoes the blocks' spatial pooling (upsampling, then cropping
-    to the frame size) and maps the last block's features to the frame's
-    channels with a convolution over space, one frame at a time.
-
-    Args:
-        config: a :class:`convlstm_tl.config.ModelConfig` (head settings unused).
-        frame_shape: ``(T, H, W, C)``.
-        mean: per-channel mean of the training frames.
-        variance: per-channel variance of the training frames.
-        name: the model's name.
-
-    Returns:
-        An uncompiled model from frames ``(B, T, H, W, C)`` to predicted
-        normalized frames of the same shape.
-    """
-    steps, height, width, channels = (int(d) for d in frame_shape)
-    # The body is built by the classifier's own code; its head is left unused.
-    classifier = build_classifier(config, frame_shape=frame_shape, n_classes=1, mean=mean, variance=variance)
-    x = classifier.get_layer(block_name(config.n_blocks)).output
-    _, _, rows, cols, _ = x.shape
-    if (rows, cols) != (height, width):
-        x = keras.layers.UpSampling3D((1, math.ceil(height / rows), math.ceil(width / cols)),
-                                      name=f"{DECODER_PREFIX}upsample")(x)
-        x = keras.layers.Cropping3D(((0, 0), (0, x.shape[2] - height), (0, x.shape[3] - width)),
-                                    name=f"{DECODER_PREFIX}crop")(x)
-    kernel = (1, 1 if height == 1 else config.kernel_size, config.kernel_size)
-    outputs = keras.layers.Conv3D(channels, kernel, padding="same", dtype="float32",
-                                  name=f"{DECODER_PREFIX}frames")(x)
-    return keras.Model(classifier.inputs, outputs, name=name)
-
-
 def pretrain(config, *, info=None, verbose="auto"):
     """Train the body as a frame autoencoder on ``config.domain`` and write its run.
 
@@ -153,20 +88,15 @@ def pretrain(config, *, info=None, verbose="auto"):
         for ``next_frame``, the channel means for ``reconstruction``).
 
     Raises:
-        UserError: for a missing or invalid domain file, a token domain, bad
-            options, or a run directory that exists or cannot be written.
+        UserError: see :func:`plan_pretrain`.
     """
-    config.validate()
-    if info is None:
-        info = open_domain(find_domain(config.domain, config.data_dir or None))
-    if info.kind != "frames":
-        raise ConfigError(f"pretraining predicts frames, but {info.domain} holds {info.kind}; pretrain on a frames"
-                          " domain")
+    return run_pretrain(plan_pretrain(config, info=info), verbose=verbose)
+
+
+def run_pretrain(plan, *, verbose="auto"):
+    """Carry out a :class:`PretrainPlan`: train the autoencoder and write the run."""
+    config, info = plan.config, plan.info
     shift = SHIFTS[config.objective]
-    if info.frame_shape[0] <= shift:
-        raise ConfigError(f"next_frame needs sequences of 2 or more frames; {info.domain} has"
-                          f" {info.frame_shape[0]}. Received: objective={config.objective!r}")
-    check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
     backend.seed_everything(config.seed)
     mean, variance = channel_stats(info.path, "train")
     model = build_autoencoder(config.model, frame_shape=info.frame_shape, mean=mean, variance=variance)

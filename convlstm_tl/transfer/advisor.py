@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from convlstm_tl.data.format import domain_path, find_domain, open_domain, read_labels, read_sampling_units
+from convlstm_tl.data.format import domain_path, find_domain, open_domain
+from convlstm_tl.data.reader import read_labels
 from convlstm_tl.errors import DomainFileError
-from convlstm_tl.data.subsets import subsample
+from convlstm_tl.data.subsets import labelled_subset
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +196,15 @@ def mmd2_rbf(source_features, target_features, *, bandwidth=None):
     Returns:
         ``(mmd2, bandwidth)``.
     """
+    from scipy.spatial.distance import pdist
+    from sklearn.metrics.pairwise import rbf_kernel
+
     x = np.concatenate([source_features, target_features]).astype(np.float64)
     std = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    squared = np.maximum(np.sum(x ** 2, 1)[:, None] + np.sum(x ** 2, 1)[None, :] - 2 * x @ x.T, 0.0)
     if bandwidth is None:
-        upper = squared[np.triu_indices(len(x), k=1)]
-        bandwidth = float(np.sqrt(np.median(upper))) or 1.0
-    kernel = np.exp(-squared / (2 * bandwidth ** 2))
+        bandwidth = float(np.median(pdist(x))) or 1.0
+    kernel = rbf_kernel(x, gamma=1.0 / (2 * bandwidth ** 2))
     n = len(source_features)
     k_ss, k_tt, k_st = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
     m = len(x) - n
@@ -216,14 +218,10 @@ def mmd2_rbf(source_features, target_features, *, bandwidth=None):
 
 def pooled_features(model, path, split="train", *, indices=None, batch_size=128):
     """Every body block's output averaged over time and space, concatenated: ``(N, sum of filters)``."""
-    import keras
-
     from convlstm_tl.data.sequence import DomainSequence
-    from convlstm_tl.models.classifier import body_blocks
+    from convlstm_tl.models.backbone import Backbone
 
-    pooled = [keras.layers.GlobalAveragePooling3D()(block.output) for block in body_blocks(model)]
-    outputs = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
-    extractor = keras.Model(model.inputs, outputs)
+    extractor = Backbone(model).pooled()
     frames = DomainSequence(path, split, batch_size=batch_size, indices=indices, with_labels=False)
     return np.asarray(extractor.predict(frames, verbose=0), dtype=np.float64)
 
@@ -233,7 +231,7 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     """Measure how far ``target_info``'s domain is from a source run's, on its body's features.
 
     Args:
-        source: a loaded :class:`convlstm_tl.training.transfer.SourceRun`.
+        source: a loaded :class:`convlstm_tl.runs.resolve.Run`.
         target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
         data_dir: folder of domain files, where the source's domain is looked
             for first (then at the path its run recorded).
@@ -246,15 +244,13 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     Returns:
         A :class:`DomainDistance`.
     """
-    from convlstm_tl.training.source import input_arguments
-    from convlstm_tl.training.transfer import build_transfer_model, check_same_input, parse_strategy
+    from convlstm_tl.training.plans import check_same_input
+    from convlstm_tl.transfer.recipe import build_transfer_model, transfer_inputs
+    from convlstm_tl.transfer.strategies import parse_strategy
 
     strategy = parse_strategy("freeze", source.n_blocks)
     check_same_input(source, target_info, strategy)
-    if normalization == "source" and target_info.kind == "frames":
-        inputs = source.normalization_inputs()
-    else:
-        inputs = input_arguments(target_info)
+    inputs = transfer_inputs(source, target_info, normalization=normalization)
     # The target passes through the source's restored body, as in a frozen transfer.
     target_model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
                                         n_classes=target_info.n_classes, **inputs)
@@ -272,7 +268,7 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
 
 def source_domain_path(source, data_dir=None):
     """The domain file a source run was trained on: in ``data_dir`` if there, else where the run recorded it."""
-    record = source.config.get("domain") or {}
+    record = source.domain
     candidate = domain_path(record.get("name", ""), data_dir)
     if record.get("name") and candidate.is_file():
         return candidate
@@ -280,16 +276,14 @@ def source_domain_path(source, data_dir=None):
     if record.get("path") and recorded.is_file():
         return recorded
     raise DomainFileError(f"the domain file of source run {source.path.name} ({record.get('name', '?')}) is in"
-                          f" neither {candidate} nor {recorded}; pass --data-dir with the folder that has it")
+                          f" neither {candidate} nor {recorded}; give the data folder that has it",
+                          field="data_dir")
 
 
 def labelled_count(target_info, *, target_fraction=None, target_per_class=None, seed=0):
     """How many labelled training samples a transfer with these options uses (whole recordings kept)."""
-    labels, _ = read_labels(target_info.path, "train")
-    if target_fraction is None and target_per_class is None:
-        return len(labels)
-    return len(subsample(labels, read_sampling_units(target_info.path, "train"), fraction=target_fraction,
-                         per_class=target_per_class, seed=seed))
+    indices, _ = labelled_subset(target_info.path, fraction=target_fraction, per_class=target_per_class, seed=seed)
+    return len(indices)
 
 
 def advise(source_run, target, *, data_dir=None, runs_dir="runs", target_fraction=None, target_per_class=None,
@@ -312,9 +306,9 @@ def advise(source_run, target, *, data_dir=None, runs_dir="runs", target_fractio
     Returns:
         An :class:`Advice` with its ``distance``.
     """
-    from convlstm_tl.training.transfer import load_source_run
+    from convlstm_tl.runs.resolve import load_run
 
-    source = load_source_run(source_run, runs_dir)
+    source = load_run(source_run, runs_dir)
     target_info = open_domain(find_domain(target, data_dir))
     if distance is None:
         distance = domain_distance(source, target_info, data_dir=data_dir, normalization=normalization, seed=seed)

@@ -1,0 +1,177 @@
+"""Whether a run's model can be scored on a domain, and how its predictions meet the domain's labels.
+
+A model can only be scored on classes it predicts, and label ids of two
+domains mean different things, so predictions are aligned **by class name**
+(:func:`align_predictions`):
+
+- the same class names (maybe in another order): every sample is scored and
+  each prediction is mapped to the domain's label id of its name;
+- some shared names: only samples whose true class is shared are scored, and
+  the prediction is the most probable of the shared classes;
+- no shared name: the cell is n/a.
+
+A model can also only read inputs like those it was trained on:
+:func:`frame_shape_problem` and :func:`input_problem` say why it cannot
+(frame shapes; frames vs token ids and the vocabulary), and
+:func:`check_inputs` turns either into a :class:`UserError`.
+"""
+
+import numpy as np
+
+from convlstm_tl.data.stats import vocab_fingerprint
+from convlstm_tl.errors import UserError
+
+
+def class_alignment(model_classes, domain_classes):
+    """How the classes a model predicts meet the classes of a domain, by name.
+
+    Args:
+        model_classes: class names of the model's outputs, in output order.
+        domain_classes: class names of the domain, indexed by label id.
+
+    Returns:
+        A dict: ``classes`` (``"same"``, ``"reordered"``, ``"shared"`` or
+        ``"none"``), ``class_names`` (the names scored, in the domain's
+        order), ``model_only`` and ``domain_only`` (names on one side only)
+        and ``note`` (one human-readable sentence).
+    """
+    model_classes = [str(name) for name in model_classes]
+    domain_classes = [str(name) for name in domain_classes]
+    known = set(model_classes)
+    shared = [name for name in domain_classes if name in known]
+    model_only = [name for name in model_classes if name not in set(domain_classes)]
+    domain_only = [name for name in domain_classes if name not in known]
+    if not shared:
+        kind = "none"
+        note = f"the model predicts none of the domain's classes (model: {model_classes}, domain: {domain_classes})"
+    elif model_only or domain_only:
+        kind = "shared"
+        note = (f"scored on the {len(shared)} shared classes only ({', '.join(shared)}), predictions restricted to"
+                " them")
+        if domain_only:
+            note += f"; samples of {domain_only} left out (the model does not know them)"
+        if model_only:
+            note += f"; the model's classes {model_only} are not in the domain"
+    elif model_classes == domain_classes:
+        kind, note = "same", "same classes in the same order"
+    else:
+        kind, note = "reordered", "same classes in another order; predictions mapped to the domain's ids by name"
+    return {"classes": kind, "class_names": shared, "model_only": model_only, "domain_only": domain_only,
+            "note": note}
+
+
+def align_predictions(probabilities, model_classes, domain_classes, y_true):
+    """Turn a model's class probabilities into predictions on a domain's classes.
+
+    Label ids are never compared across class lists: both the true labels and
+    the predictions are re-indexed into ``names``, the class names the two
+    lists share (in the domain's order).
+
+    Args:
+        probabilities: model outputs ``(N, len(model_classes))``.
+        model_classes: class names of the model's outputs.
+        domain_classes: class names of the domain, indexed by label id.
+        y_true: the domain's label ids ``(N,)``.
+
+    Returns:
+        ``(y_true_sub, y_pred_sub, names, info)``: ids into ``names`` of the
+        samples scored (those whose true class is shared) and of their
+        predictions (argmax over the shared classes' probabilities), the
+        names, and the :func:`class_alignment` dict plus ``n_left_out`` (the
+        samples not scored). With no shared class the arrays are empty.
+
+    Example:
+
+    >>> probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    >>> align_predictions(probs, ["sit", "walk", "run"], ["walk", "run"], np.array([0, 1]))[:3]
+    (array([0, 1]), array([0, 1]), ['walk', 'run'])
+    """
+    probabilities = np.asarray(probabilities)
+    y_true = np.asarray(y_true)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(model_classes):
+        raise ValueError(f"probabilities must have shape (N, {len(model_classes)}) for {len(model_classes)} model"
+                         f" classes. Received: probabilities.shape={probabilities.shape}")
+    info = class_alignment(model_classes, domain_classes)
+    names = info["class_names"]
+    domain_index = {str(name): i for i, name in enumerate(domain_classes)}
+    model_index = {str(name): i for i, name in enumerate(model_classes)}
+    to_scored = np.full(len(domain_classes), -1, dtype=np.int64)
+    for i, name in enumerate(names):
+        to_scored[domain_index[name]] = i
+    keep = to_scored[y_true] >= 0
+    columns = [model_index[name] for name in names]
+    y_true_sub = to_scored[y_true[keep]]
+    if columns:
+        y_pred_sub = probabilities[keep][:, columns].argmax(axis=-1).astype(np.int64)
+    else:
+        y_pred_sub = np.zeros(0, dtype=np.int64)
+    info["n_left_out"] = int((~keep).sum())
+    return y_true_sub, y_pred_sub, names, info
+
+
+def frame_shape_problem(model_shape, frame_shape):
+    """Why a model taking ``model_shape`` cannot take frames ``frame_shape``, or None if it can.
+
+    Channels must match; time and space must too, unless the model leaves
+    that dimension open (``None``).
+    """
+    model_shape = tuple(None if d is None else int(d) for d in model_shape)
+    frame_shape = tuple(int(d) for d in frame_shape)
+    if len(model_shape) != len(frame_shape):
+        return f"the model takes frames of rank {len(model_shape)}, the domain has rank {len(frame_shape)}"
+    if model_shape[-1] != frame_shape[-1]:
+        return f"the model takes {model_shape[-1]} channels, the domain's frames have {frame_shape[-1]}"
+    fixed = [i for i, (m, f) in enumerate(zip(model_shape, frame_shape)) if m is not None and m != f]
+    if fixed:
+        names = "/".join("THWC"[i] for i in fixed)
+        return f"the model's {names} are fixed and differ from the domain's"
+    return None
+
+
+def input_problem(record, info):
+    """Why a run whose ``config.json`` domain record is ``record`` cannot read domain ``info``'s inputs, or None.
+
+    Frames and token ids do not mix, and token ids only mean the same words
+    under the same vocabulary: runs record its fingerprint (older runs its
+    size only, which is then compared). The one rule of input compatibility:
+    transfer and evaluation both ask it.
+    """
+    kind = record.get("kind", "frames")
+    if kind != info.kind:
+        return f"the run was trained on {kind} and the domain holds {info.kind}; they need the same kind of input"
+    if kind != "tokens":
+        return None
+    if "vocab_fingerprint" in record:
+        same = record["vocab_fingerprint"] == vocab_fingerprint(info.vocab)
+    else:
+        same = record.get("vocab_size", len(info.vocab)) == len(info.vocab)
+    if not same:
+        source = record.get("name") or "the run's domain"
+        return (f"{info.domain} is encoded with another vocabulary ({len(info.vocab)} tokens) than the run's"
+                f" ({record.get('vocab_size', '?')} tokens of {source}), so its token ids mean other words; rebuild"
+                f" it with `python -m data_prep text --input FILE --domain {info.domain} --vocab-from {source}`")
+    return None
+
+
+def check_inputs(run, model_shape, name, info):
+    """Raise unless run ``run``, whose model takes ``model_shape``, can read the inputs of domain ``info``.
+
+    Args:
+        run: a :class:`~convlstm_tl.evaluation.plan.RunEntry`.
+        model_shape: the model's input shape, without the batch dimension.
+        name: the domain's column name, for the message.
+        info: the domain's :class:`~convlstm_tl.data.format.DomainInfo`.
+
+    Raises:
+        UserError: saying why (input kind, vocabulary or frame shape).
+    """
+    problem = input_problem(run.config["domain"], info)
+    if problem is not None:
+        raise UserError(f"run {run.label} cannot read domain {name}: {problem}")
+    problem = frame_shape_problem(model_shape, info.frame_shape)
+    if problem is not None:
+        raise UserError(
+            f"run {run.label} cannot take the frames of domain {name}: {problem}; evaluate it on domains with"
+            f" frames like those it was trained on. Received: model input {tuple(model_shape)},"
+            f" domain frames {tuple(info.frame_shape)}"
+        )

@@ -1,0 +1,117 @@
+"""Finding a finished run by name or path, and loading it whole.
+
+Every command that reads a run (``--from``, ``evaluate --runs``, ``advise``,
+a grid's source) names it the same way: a run name inside the runs folder,
+or the path of a run folder anywhere. :func:`resolve_run` is that rule;
+:func:`load_run` returns the run's model, record and metrics as one object.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convlstm_tl.jsonio import load_json
+from convlstm_tl.errors import ConfigError, RunError
+from convlstm_tl.runs.directory import find_run
+from convlstm_tl.runs.record import load_run_record, model_config
+
+
+def resolve_run(name, runs_dir="runs"):
+    """The folder of a complete run: ``runs_dir/name``, else ``name`` itself when it is a folder.
+
+    An interrupted publishing of the run is finished first (see
+    :func:`convlstm_tl.runs.directory.recover_run`).
+
+    Raises:
+        RunError: when no complete run is found, saying what is missing.
+    """
+    name = Path(name)
+    in_runs_dir = Path(runs_dir) / name
+    path = name if not in_runs_dir.exists() and name.is_dir() else in_runs_dir
+    return find_run(path.parent, path.name)
+
+
+@dataclass
+class Run:
+    """A finished run, as a consumer of it needs it.
+
+    Attributes:
+        path: the run folder.
+        record: its checked ``config.json`` (see :mod:`convlstm_tl.runs.record`).
+        metrics: its ``metrics.json`` (empty if it has none).
+        model: the trained ``keras.Model``, or None when loaded without it.
+    """
+
+    path: Path
+    record: dict
+    metrics: dict = field(default_factory=dict)
+    model: object = None
+
+    @property
+    def name(self):
+        return self.path.name
+
+    @property
+    def kind(self):
+        """``"source"``, ``"transfer"`` or ``"pretrain"``."""
+        return self.record["kind"]
+
+    @property
+    def model_config(self):
+        """The run's :class:`~convlstm_tl.config.ModelConfig`."""
+        return model_config(self.record)
+
+    @property
+    def domain(self):
+        """The record of the domain the run was trained on (name, class names, frame shape, ...)."""
+        return self.record["domain"]
+
+    @property
+    def class_names(self):
+        """The classes of the model's outputs, in order (empty for a pretraining run)."""
+        return [str(name) for name in self.domain.get("class_names", [])]
+
+    @property
+    def frame_shape(self):
+        """``(T, H, W, C)`` of the samples the run was trained on."""
+        return tuple(self.domain["frame_shape"])
+
+    @property
+    def n_blocks(self):
+        """How many blocks the run's body has (from its record: no model needed)."""
+        return len(self.model_config.filters)
+
+    @property
+    def input_kind(self):
+        """``"frames"`` or ``"tokens"``."""
+        return self.domain.get("kind", "frames")
+
+
+def load_run(name, runs_dir="runs", *, with_model=True):
+    """Load run ``name`` (a name in ``runs_dir`` or a path): its record, metrics and model.
+
+    Args:
+        name: run name or folder.
+        runs_dir: the runs folder names are looked up in.
+        with_model: also load ``model.keras`` (imports Keras).
+
+    Returns:
+        A :class:`Run`.
+
+    Raises:
+        RunError: for a missing or incomplete run, a record that breaks the
+            schema, or a model file that cannot be read.
+    """
+    path = resolve_run(name, runs_dir)
+    record = load_run_record(path)
+    metrics = {}
+    if (path / "metrics.json").is_file():
+        try:
+            metrics = load_json(path / "metrics.json", what="run metrics")
+        except ConfigError as error:
+            raise RunError(f"run {path}: {error}; train it again") from None
+    model = None
+    if with_model:
+        from convlstm_tl.models.classifier import load_model
+
+        model = load_model(path / "model.keras")
+    return Run(path=path, record=record, metrics=metrics, model=model)

@@ -1,0 +1,47 @@
+"""What a run needs to know of its domain's input: normalization statistics, the input's record, fitting augmentation."""
+
+from convlstm_tl.data import augment
+from convlstm_tl.data.stats import channel_stats, vocab_fingerprint
+from convlstm_tl.errors import ConfigError
+
+
+def input_arguments(info, indices=None):
+    """What :func:`build_classifier` needs to know of a domain's input.
+
+    Frames are normalized with the per-channel statistics of the training
+    samples (``indices``, default all); token ids have no statistics, they
+    go through an embedding sized to the vocabulary.
+
+    Returns:
+        ``{"mean": ..., "variance": ...}`` for frames, ``{"vocab_size": n}``
+        for tokens.
+    """
+    if info.kind == "tokens":
+        return {"vocab_size": len(info.vocab)}
+    mean, variance = channel_stats(info.path, "train", indices=indices)
+    return {"mean": mean, "variance": variance}
+
+
+def kind_record(info):
+    """Entries of a run's ``domain`` record that say what its input is.
+
+    A tokens domain also records its vocabulary's size and fingerprint, so
+    that a transfer can refuse a target encoded with other ids.
+    """
+    if info.kind != "tokens":
+        return {"kind": info.kind}
+    return {"kind": info.kind, "vocab_size": len(info.vocab), "vocab_fingerprint": vocab_fingerprint(info.vocab)}
+
+
+def check_augment_fits(config, info):
+    """Refuse augmentation that does not fit the domain's samples (any, for token ids)."""
+    if info.kind == "tokens" and config.active:
+        raise ConfigError(f"augmentation transforms numeric frames, but {info.domain} holds token ids;"
+                          " drop the --augment-* options")
+    augment.check_fits(config, info.frame_shape[-1])
+
+
+def domain_record(info):
+    """The ``domain`` entry of a run's record: what the run was trained on (see :mod:`convlstm_tl.runs.record`)."""
+    return {"name": info.domain, "path": str(info.path), "class_names": list(info.class_names),
+            "frame_shape": list(info.frame_shape), "split_sizes": info.split_sizes, **kind_record(info)}

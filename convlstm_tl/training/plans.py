@@ -1,0 +1,163 @@
+"""Every check a run needs before anything heavy: configs validated once, files, names, folders; no backend.
+
+``plan_source``, ``plan_transfer`` and ``plan_pretrain`` validate the
+config (the one place it happens), resolve the data folder the run will
+record, open the domain files, check the strategy against the source
+body's size (from the source's record, without loading its model) and the
+run's folder. The drivers (:mod:`convlstm_tl.training.source`,
+:mod:`~convlstm_tl.training.transfer`, :mod:`~convlstm_tl.training.pretrain`)
+carry out a plan; a command line makes one before it starts the backend, so
+a mistake costs no start-up.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from convlstm_tl import distribute
+from convlstm_tl.config import OBJECTIVE_SHIFTS
+from convlstm_tl.data.format import find_domain, open_domain, resolve_data_dir
+from convlstm_tl.errors import ConfigError, UserError
+from convlstm_tl.evaluation.alignment import input_problem
+from convlstm_tl.runs.directory import check_run_target
+from convlstm_tl.runs.resolve import load_run
+from convlstm_tl.training.inputs import check_augment_fits
+from convlstm_tl.transfer.strategies import parse_strategy, slug
+
+
+@dataclass
+class SourcePlan:
+    """A source run checked in full before anything heavy runs (:func:`plan_source`).
+
+    Attributes:
+        config: the validated config, ``data_dir`` resolved to the folder used.
+        info: the source domain's :class:`~convlstm_tl.data.format.DomainInfo`.
+    """
+
+    config: object
+    info: object
+
+
+def plan_source(config, *, info=None):
+    """Validate ``config`` (once) and check the domain file and the run's folder, without the backend.
+
+    Args:
+        config: a :class:`convlstm_tl.config.TrainConfig`.
+        info: the source's :class:`DomainInfo` if the caller opened the file
+            already (skips a second scan of a large file).
+
+    Raises:
+        UserError: for invalid settings, a missing or invalid domain file,
+            augmentation that does not fit its frames, or a run folder that
+            exists or cannot be written.
+    """
+    config.validate()
+    config = replace(config, data_dir=str(resolve_data_dir(config.data_dir or None)))
+    if info is None:
+        info = open_domain(find_domain(config.source, config.data_dir))
+    # Only the chief writes the run; other workers of a multi-worker run cannot see it.
+    if distribute.is_chief(config.distribute):
+        check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
+    check_augment_fits(config.augment, info)
+    return SourcePlan(config=config, info=info)
+
+
+@dataclass
+class TransferPlan:
+    """A transfer checked in full before anything heavy runs (:func:`plan_transfer`).
+
+    Attributes:
+        config: the validated config, ``data_dir`` resolved to the folder used.
+        source: the source :class:`~convlstm_tl.runs.resolve.Run` (its record; no model loaded yet).
+        strategy: the :class:`~convlstm_tl.transfer.strategies.Strategy` for the source's body.
+        target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
+        name: the run's name.
+    """
+
+    config: object
+    source: object
+    strategy: object
+    target_info: object
+    name: str
+
+
+def plan_transfer(config, *, target_info=None):
+    """Validate ``config`` and check everything a transfer needs, without the backend.
+
+    The config is validated here, once; the strategy is checked against the
+    source body's size from the source's record; the target must be a valid
+    domain file the body can read, and the run's folder writable.
+
+    Raises:
+        UserError: for any of these, one line.
+    """
+    config.validate()
+    config = replace(config, data_dir=str(resolve_data_dir(config.data_dir or None)))
+    source = load_run(config.source_run, config.runs_dir, with_model=False)
+    strategy = parse_strategy(config.strategy, source.n_blocks, head_epochs=config.head_epochs)
+    if target_info is None:
+        target_info = open_domain(find_domain(config.target, config.data_dir))
+    name = config.name or default_run_name(source.path, config.target, config.strategy)
+    # Only the chief writes the run; other workers of a multi-worker run cannot see it.
+    if distribute.is_chief(config.distribute):
+        check_run_target(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume)
+    check_augment_fits(config.augment, target_info)
+    check_same_input(source, target_info, strategy)
+    return TransferPlan(config=config, source=source, strategy=strategy, target_info=target_info, name=name)
+
+
+def default_run_name(source_path, target, strategy_spec):
+    """``<source run>-<target>-<strategy without colon>``, e.g. ``St-ms-cut1``."""
+    return f"{Path(source_path).name}-{target}-{slug(strategy_spec)}"
+
+
+def check_same_input(source, target_info, strategy):
+    """Refuse a target whose input the source body cannot read (see :func:`input_problem`).
+
+    Frames and token ids do not mix; a restored embedding maps the source's
+    token ids, so a tokens target must also use the source's vocabulary.
+
+    Args:
+        source: the source :class:`~convlstm_tl.runs.resolve.Run` (its record is enough).
+        target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
+        strategy: the :class:`~convlstm_tl.transfer.strategies.Strategy`.
+
+    Raises:
+        UserError: saying how to rebuild the target.
+    """
+    record = dict(source.domain)
+    if not strategy.restore:  # a body trained from scratch reads any ids of the same kind
+        record.pop("vocab_fingerprint", None)
+        record.pop("vocab_size", None)
+    problem = input_problem(record, target_info)
+    if problem is not None:
+        raise UserError(f"the source run {source.name} cannot read the target {target_info.domain}: {problem}")
+
+
+@dataclass
+class PretrainPlan:
+    """A pretraining run checked in full before anything heavy runs (:func:`plan_pretrain`)."""
+
+    config: object
+    info: object
+
+
+def plan_pretrain(config, *, info=None):
+    """Validate ``config`` (once) and check the domain and the run's folder, without the backend.
+
+    Raises:
+        UserError: for a missing or invalid domain file, a token domain,
+            sequences too short for the objective, bad options, or a run
+            directory that exists or cannot be written.
+    """
+    config.validate()
+    config = replace(config, data_dir=str(resolve_data_dir(config.data_dir or None)))
+    if info is None:
+        info = open_domain(find_domain(config.domain, config.data_dir))
+    if info.kind != "frames":
+        raise ConfigError(f"pretraining predicts frames, but {info.domain} holds {info.kind}; pretrain on a frames"
+                          " domain")
+    if info.frame_shape[0] <= OBJECTIVE_SHIFTS[config.objective]:
+        raise ConfigError(f"next_frame needs sequences of 2 or more frames; {info.domain} has"
+                          f" {info.frame_shape[0]}. Received: objective={config.objective!r}", field="objective")
+    check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
+    return PretrainPlan(config=config, info=info)

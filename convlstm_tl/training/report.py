@@ -1,0 +1,42 @@
+"""Scoring a trained classifier on its test split and writing the run's result files."""
+
+import time
+from pathlib import Path
+
+from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
+from convlstm_tl.evaluation.plots import save_confusion_matrix
+from convlstm_tl.evaluation.predict import predict_split
+from convlstm_tl.jsonio import save_json
+from convlstm_tl.training.fit import write_history
+
+
+def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_seconds, batch_size, extra=None):
+    """Score ``model`` on the test split and write the run's result files.
+
+    Writes ``model.keras``, ``history.csv``, ``metrics.json``, ``report.txt``
+    and ``confusion_matrix.png`` into ``run_path``. ``extra`` entries are
+    added to the metrics.
+
+    Returns:
+        The metrics dict.
+    """
+    start = time.perf_counter()
+    y_true, y_pred, _ = predict_split(model, path, "test", batch_size=max(batch_size, 128))
+    eval_seconds = time.perf_counter() - start
+    metrics = classification_metrics(y_true, y_pred, info.class_names, domain=info.domain)
+    metrics["train_seconds"] = round(train_seconds, 3)
+    metrics["eval_seconds"] = round(eval_seconds, 3)
+    metrics["epochs_run"] = len(next(iter(history.values()), []))
+    metrics.update(extra or {})
+
+    run_path = Path(run_path)
+    model.save(run_path / "model.keras")
+    write_history(run_path / "history.csv", history)
+    save_json(run_path / "metrics.json", metrics)
+    (run_path / "report.txt").write_text(
+        f"domain {info.domain}, test split, {len(y_true)} samples\n\n"
+        + classification_report_text(y_true, y_pred, info.class_names)
+    )
+    save_confusion_matrix(metrics["confusion_matrix"], info.class_names, run_path / "confusion_matrix.png",
+                          title=f"{run_name} on {info.domain} (test)")
+    return metrics
