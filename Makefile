@@ -1,4 +1,5 @@
-# Quick start: `make demo` (prepare data, train, report), `make test` and `make bench`.
+# Quick start: `make demo` (prepare data, train, report), `make test` (`make test-fast` without the slow tests)
+# and `make bench`.
 # Each target installs what it needs into .venv first.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 RUNS ?= runs
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-fast bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ demo: $(STAMP) $(DATA)/St.h5
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q --durations=15
+
+# Everything but the tests marked slow (those train models or convert real data).
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -q -m "not slow" --durations=10
 
 # The fast ConvLSTM layer against keras.layers.ConvLSTM2D, and the HDF5 data
 # path (writes and deletes a temporary file of about 6.5 GB). BENCH_ARGS=--quick

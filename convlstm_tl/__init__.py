@@ -5,10 +5,14 @@ The public API::
     import convlstm_tl
     from convlstm_tl.config import TrainConfig, TransferConfig
 
-    convlstm_tl.train(TrainConfig(source="St"))
+    convlstm_tl.train_source(TrainConfig(source="St"))
     convlstm_tl.transfer(TransferConfig(target="ms", source_run="St", strategy="freeze"))
     run = convlstm_tl.load_run("St-ms-freeze")          # model, record, metrics
-    evaluation = convlstm_tl.evaluate(["St", "St-ms-freeze"], ["St", "ms"])
+    evaluation = convlstm_tl.evaluate_runs([run.path], ["St", "ms"])
+    advice = convlstm_tl.advise_transfer("St", "ms", target_fraction=0.1)
+
+(The functions are named apart from the modules ``convlstm_tl.train``,
+``.evaluate`` and ``.advise``, which are the ``python -m`` entry points.)
 
 Importing the package registers the toolkit's Keras layers, so plain
 ``keras.saving.load_model("runs/St/model.keras")`` reloads any run. Keras
@@ -18,7 +22,7 @@ otherwise right after Keras' own import.
 
 Where things are (the README's code map says more): :mod:`convlstm_tl.config`
 (settings), :mod:`convlstm_tl.data` (domain files), :mod:`convlstm_tl.models`
-(layers, classifier), :mod:`convlstm_tl.transfer` (strategies, recipe,
+(layers, classifier), :mod:`convlstm_tl.strategies` (registry, recipe,
 advisor), :mod:`convlstm_tl.training` (the run drivers), :mod:`convlstm_tl.runs`
 (run directories and records), :mod:`convlstm_tl.evaluation`,
 :mod:`convlstm_tl.cli` (the command lines).
@@ -36,11 +40,11 @@ __version__ = "0.1.0"
 _API = {
     "create_model": ("convlstm_tl.models.classifier", "build_classifier"),
     "load_model": ("convlstm_tl.models.classifier", "load_model"),
-    "train": ("convlstm_tl.training.source", "train_source"),
+    "train_source": ("convlstm_tl.training.source", "train_source"),
     "transfer": ("convlstm_tl.training.transfer", "transfer"),
     "pretrain": ("convlstm_tl.training.pretrain", "pretrain"),
-    "evaluate": ("convlstm_tl.evaluation.crossdomain", "evaluate_runs"),
-    "advise": ("convlstm_tl.transfer.advisor", "advise"),
+    "evaluate_runs": ("convlstm_tl.evaluation.crossdomain", "evaluate_runs"),
+    "advise_transfer": ("convlstm_tl.strategies.advisor", "advise_transfer"),
     "load_run": ("convlstm_tl.runs.resolve", "load_run"),
     "resolve_run": ("convlstm_tl.runs.resolve", "resolve_run"),
 }

@@ -4,9 +4,12 @@ The rest of the library uses ``keras.*`` only; this module adapts to
 TensorFlow when it is the backend and does nothing harmful otherwise.
 """
 
+import contextlib
 import logging
+import random
 
 import keras
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -16,17 +19,55 @@ def name():
     return keras.backend.backend()
 
 
-def seed_everything(seed):
-    """Seed Python, NumPy and the backend, and ask for deterministic kernels.
+@contextlib.contextmanager
+def seeded(seed):
+    """Within the block, random numbers come from ``seed`` and kernels are deterministic; after it, as before.
 
-    On TensorFlow this also enables op determinism, so that the same seed
-    gives the same weights and metrics on CPU.
+    Keras' global seed is set (weights' initializers, dropout); the global
+    Python and NumPy random states, which ``keras.utils.set_random_seed``
+    also sets, are put back when the block ends, and so is TensorFlow's op
+    determinism, which makes the same seed give the same weights and metrics
+    on CPU. A run seeds itself without changing its caller's random state.
     """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    determinism = _op_determinism()
     keras.utils.set_random_seed(seed)
-    if name() == "tensorflow":
-        import tensorflow as tf
+    _set_op_determinism(True)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        _set_op_determinism(determinism)
 
-        tf.config.experimental.enable_op_determinism()
+
+def _op_determinism():
+    """TensorFlow's op-determinism switch, or None where it cannot be read (another backend)."""
+    switch = _determinism_switch()
+    return None if switch is None else switch.is_op_determinism_enabled()
+
+
+def _set_op_determinism(enabled):
+    switch = _determinism_switch()
+    if enabled is None or switch is None:
+        return
+    if enabled:
+        switch.enable_op_determinism()
+    else:
+        switch.disable_op_determinism()
+
+
+def _determinism_switch():
+    # TensorFlow exports only enable_op_determinism; reading and undoing it
+    # live beside it in tensorflow.python.framework.config.
+    if name() != "tensorflow":
+        return None
+    try:
+        from tensorflow.python.framework import config
+    except ImportError:
+        return None
+    needed = ("enable_op_determinism", "disable_op_determinism", "is_op_determinism_enabled")
+    return config if all(hasattr(config, attribute) for attribute in needed) else None
 
 
 def versions():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import shown_number
-from convlstm_tl.transfer.strategies import check_spec
+from convlstm_tl.strategies.registry import check_spec
 
 
 CELLS = ("fast", "keras")
@@ -137,7 +137,7 @@ class TransferConfig:
 
     target: str = ""  # domain to transfer to (file <data_dir>/<target>.h5)
     source_run: str = ""  # source run: a name in runs_dir, or a path to a run directory
-    strategy: str = "freeze"  # freeze | cut:K | unfreeze:N | finetune | gradual | scratch (convlstm_tl.transfer.strategies)
+    strategy: str = "freeze"  # freeze | cut:K | unfreeze:N | finetune | gradual | scratch (convlstm_tl.strategies.registry)
     name: str = ""  # run name; empty means <source run>-<target>-<strategy, no colon>
     data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
     runs_dir: str = "runs"
@@ -179,7 +179,8 @@ class TransferConfig:
                 f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}"
             )
         if self.target_fraction is not None and self.target_per_class is not None:
-            raise ConfigError("give target_fraction or target_per_class, not both", field="target_fraction")
+            raise ConfigError("give target_fraction or target_per_class, not both",
+                              field=("target_fraction", "target_per_class"))
         if self.target_fraction is not None:
             _check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
         if self.target_per_class is not None:
@@ -254,7 +255,7 @@ def _check_run_control(config):
 def _check_resume_or_overwrite(config):
     if config.resume and config.overwrite:
         raise ConfigError("give resume (continue the interrupted run) or overwrite (start again), not both",
-                          field="resume")
+                          field=("resume", "overwrite"))
 
 
 MIXED_PRECISION = ("off", "float16", "bfloat16")

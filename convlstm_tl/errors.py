@@ -13,7 +13,8 @@ class UserError(Exception):
 
     Args:
         message: a single line that says what is wrong and how to fix it.
-        field: the config field at fault, if one is (e.g. ``"strategy"``).
+        field: the config field at fault, if one is (e.g. ``"strategy"``), or
+            a tuple of the fields that clash.
     """
 
     def __init__(self, message="", *, field=None):

@@ -63,7 +63,7 @@ def check_advice(grid, *, runs_dir="runs", data_dir=None, study=None, max_sample
     Raises:
         ConfigError: for a grid with no such study, or one not run yet.
     """
-    from convlstm_tl.transfer import advisor
+    from convlstm_tl.strategies import advisor
     from convlstm_tl.data.format import find_domain, open_domain
     from convlstm_tl.runs.resolve import load_run
 

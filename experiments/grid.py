@@ -50,7 +50,7 @@ from pathlib import Path
 
 from convlstm_tl.config import TrainConfig, TransferConfig, check_run_name
 from convlstm_tl.jsonio import from_dict, load_json, to_dict
-from convlstm_tl.transfer.strategies import slug as strategy_slug
+from convlstm_tl.strategies.registry import slug as strategy_slug
 from convlstm_tl.errors import ConfigError
 
 KINDS = ("transfer", "source")

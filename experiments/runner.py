@@ -37,7 +37,7 @@ from convlstm_tl.jsonio import load_json
 from convlstm_tl.errors import Interrupted, UserError
 from convlstm_tl.runs.directory import partial_path
 from convlstm_tl.runs.resolve import resolve_run
-from convlstm_tl.transfer.strategies import parse_strategy
+from convlstm_tl.strategies.registry import parse_strategy
 from experiments import plots
 from experiments.grid import expand_grid, slug
 from experiments.summary import best_settings, summarize, summary_markdown

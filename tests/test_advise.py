@@ -8,8 +8,8 @@ import pytest
 from conftest import write_tiny
 
 from convlstm_tl.cli.advise import PROG, main
-from convlstm_tl.transfer.advisor import (
-    LARGE_MIN_PER_CLASS, SIMILAR_MAX_PAD, advise, labelled_count, mmd2_rbf, proxy_a_distance, recommend,
+from convlstm_tl.strategies.advisor import (
+    LARGE_MIN_PER_CLASS, SIMILAR_MAX_PAD, advise_transfer, labelled_count, mmd2_rbf, proxy_a_distance, recommend,
 )
 from convlstm_tl.cli import run_main
 from convlstm_tl.config import ModelConfig, TrainConfig
@@ -76,12 +76,12 @@ def test_advise_on_tiny_domains(tmp_path, capsys):
     train_source(TrainConfig(source="Tiny", runs_dir=str(runs), data_dir=str(data), epochs=1,
                              model=ModelConfig(filters=(4, 4), head_units=8)), verbose=0)
 
-    near = advise("Tiny", "Tiny", data_dir=str(data), runs_dir=str(runs), target_fraction=0.25)
+    near = advise_transfer("Tiny", "Tiny", data_dir=str(data), runs_dir=str(runs), target_fraction=0.25)
     assert near.n_labelled == labelled_count(open_domain(data / "Tiny.h5"), target_fraction=0.25) < 48
     assert near.distance.pad < 0.5 and near.distance.n_features == 8 and near.strategy in ("freeze", "cut:1")
 
     # Source normalization: the shifted channel reaches the body unscaled and the classifier tells them apart.
-    far = advise("Tiny", "Shifted", data_dir=str(data), runs_dir=str(runs), normalization="source")
+    far = advise_transfer("Tiny", "Shifted", data_dir=str(data), runs_dir=str(runs), normalization="source")
     assert far.distance.pad > near.distance.pad and far.distance.mmd2 > near.distance.mmd2
 
     assert main(["--source", "Tiny", "--target", "Tiny", "--data-dir", str(data), "--runs-dir", str(runs),

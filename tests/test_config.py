@@ -9,7 +9,7 @@ from convlstm_tl.config import (
     check_seed,
 )
 from convlstm_tl.jsonio import from_dict, load_json, save_json, to_dict
-from convlstm_tl.errors import ConfigError, UserError
+from convlstm_tl.errors import ConfigError
 
 
 def test_defaults_validate():
@@ -124,10 +124,6 @@ def test_validate_rejects_out_of_range_values(changes, message):
 def test_validate_accepts_edges():
     TrainConfig(source="St", epochs=1, patience=0, model=ModelConfig(filters=(1,), block_dropout=0.0,
                                                                      head_dropout=0.99)).validate()
-
-
-def test_config_error_is_a_user_error():
-    assert issubclass(ConfigError, UserError)
 
 
 NAN, INF = float("nan"), float("inf")

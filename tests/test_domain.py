@@ -16,7 +16,7 @@ from convlstm_tl.data.format import (
 from convlstm_tl.data.reader import iter_x, read_labels, read_sampling_units, read_split
 from convlstm_tl.data.stats import channel_stats, vocab_fingerprint
 from convlstm_tl.data.writer import write_domain
-from convlstm_tl.errors import DomainFileError, UserError
+from convlstm_tl.errors import DomainFileError
 
 
 def _write(path, splits, class_names=CLASS_NAMES, **kwargs):
@@ -405,10 +405,6 @@ def test_random_bytes_are_a_domain_file_error(tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(DomainFileError, match="not a readable HDF5 file"):
         open_domain(path)
-
-
-def test_domain_file_error_is_a_user_error():
-    assert issubclass(DomainFileError, UserError)
 
 
 # ------------------------------------------------------------- data dir

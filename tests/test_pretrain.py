@@ -11,7 +11,8 @@ from convlstm_tl.cli import run_main
 from convlstm_tl.config import ModelConfig, PretrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.models.classifier import block_name
-from convlstm_tl.models.autoencoder import FramePredictionLoss, build_autoencoder
+from convlstm_tl.models.autoencoder import build_autoencoder
+from convlstm_tl.models.losses import FramePredictionLoss
 from convlstm_tl.training.pretrain import baseline_loss, pretrain
 from convlstm_tl.cli.train import PROG, main
 from convlstm_tl.training.transfer import transfer

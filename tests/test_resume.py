@@ -31,7 +31,7 @@ PROG = "python -m convlstm_tl.train"
 MODEL = ModelConfig(filters=(4,), head_units=8, head_dropout=0.25, block_dropout=0.2)
 # Settings of the reference runs: (patience, lr); at lr 0.1 with patience 1 early stopping ends training
 # after 2 of 6 epochs, so a resume from epoch 1 must restore its state (best loss, wait, best weights).
-REFERENCES = ((0, 1e-2), (1, 0.1))
+REFERENCES = ((0, 1e-2), (1, 0.3))
 COMPARED = ("accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class", "epochs_run")
 
 
@@ -80,7 +80,7 @@ def uninterrupted(domain, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("patience, lr, interrupt_after", [(0, 1e-2, 1), (0, 1e-2, 4), (1, 0.1, 1)])
+@pytest.mark.parametrize("patience, lr, interrupt_after", [(0, 1e-2, 1), (0, 1e-2, 4), (1, 0.3, 4)])
 def test_interrupted_source_run_resumes_to_the_same_result(domain, uninterrupted, tmp_path, monkeypatch,
                                                            patience, lr, interrupt_after):
     reference = uninterrupted[(patience, lr)]
@@ -101,8 +101,8 @@ def test_interrupted_source_run_resumes_to_the_same_result(domain, uninterrupted
 
 
 def test_early_stopped_reference_did_stop(uninterrupted):
-    # The patience=1 case above only tests the early-stopping state if it stopped early.
-    assert uninterrupted[(1, 0.1)].metrics["epochs_run"] == 2
+    # The patience=1 case above only tests the early-stopping state if it stopped early, after the interruption.
+    assert 4 < uninterrupted[(1, 0.3)].metrics["epochs_run"] < 6
 
 
 # ------------------------------------------------------------------ transfer

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from convlstm_tl.errors import RunError, UserError
+from convlstm_tl.errors import RunError
 from convlstm_tl.runs.directory import RunDirectory, check_run_target, find_run
 
 
@@ -136,10 +136,6 @@ def test_find_run(tmp_path):
         find_run(tmp_path, "St")
     (tmp_path / "St" / "model.keras").write_bytes(b"")
     assert find_run(tmp_path, "St") == tmp_path / "St"
-
-
-def test_run_error_is_a_user_error():
-    assert issubclass(RunError, UserError)
 
 
 def test_runs_dir_without_write_access_is_a_run_error(tmp_path, monkeypatch):

@@ -34,8 +34,8 @@ from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.models.optimizers import LayerRateAdam
 from convlstm_tl.runs.resolve import Run, load_run
 from convlstm_tl.training.transfer import transfer
-from convlstm_tl.transfer.recipe import build_transfer_model, compile_for_phase, init_head_from_source, set_phase
-from convlstm_tl.transfer.strategies import Phase, parse_strategy
+from convlstm_tl.strategies.recipe import build_transfer_model, compile_for_phase, init_head_from_source, set_phase
+from convlstm_tl.strategies.registry import Phase, parse_strategy
 
 
 def _run(path, model_config, model, class_names=()):

@@ -140,9 +140,11 @@ def _terminated(interrupt):
 
 def _error_line(prog, error, flags):
     message = " ".join(str(error).split())
-    flag = flags.get(getattr(error, "field", None))
-    if flag and flag.split()[0] not in message:
-        message += f" (option {flag})"
+    fields = getattr(error, "field", None)
+    fields = (fields,) if isinstance(fields, str) else fields or ()
+    named = [flags[field] for field in fields if field in flags and flags[field].split()[0] not in message]
+    if named:
+        message += f" (option{'s' if len(named) > 1 else ''} {', '.join(named)})"
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 

@@ -5,7 +5,7 @@
 Measures the distance between the source run's domain and the target on the
 source body's features (proxy A-distance and MMD), sizes the target by its
 labelled training samples, and applies the four-case rule of
-:mod:`convlstm_tl.transfer.advisor`.
+:mod:`convlstm_tl.strategies.advisor`.
 """
 
 import json
@@ -72,11 +72,11 @@ def main(argv=None):
     open_domain(find_domain(args.target, args.data_dir))
     resolve_run(args.source, args.runs_dir)
     import_backend_quietly()
-    from convlstm_tl.transfer.advisor import advise
+    from convlstm_tl.strategies.advisor import advise_transfer
 
-    advice = advise(args.source, args.target, data_dir=args.data_dir, runs_dir=args.runs_dir,
-                    target_fraction=args.target_fraction, target_per_class=args.target_per_class,
-                    normalization=args.normalization, seed=args.seed)
+    advice = advise_transfer(args.source, args.target, data_dir=args.data_dir, runs_dir=args.runs_dir,
+                             target_fraction=args.target_fraction, target_per_class=args.target_per_class,
+                             normalization=args.normalization, seed=args.seed)
     print(json.dumps(advice.to_dict(), indent=2) if args.json else format_advice(advice))
     return 0
 

@@ -12,6 +12,7 @@ then the flags given on the command line.
 
 import argparse
 import dataclasses
+import importlib
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
@@ -21,7 +22,7 @@ from convlstm_tl.config import (
 )
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json
-from convlstm_tl.transfer.strategies import STRATEGY_NAMES
+from convlstm_tl.strategies.registry import STRATEGY_NAMES
 
 PROG = "python -m convlstm_tl.train"
 
@@ -220,40 +221,36 @@ def main(argv=None):
     if args.pretrain is not None:
         return _run_pretrain(args)
     config = build_config(args)
-    from convlstm_tl.training.plans import plan_source
-
-    # Every check that needs no backend comes first: a mistake costs no start-up.
-    plan = plan_source(config)
-    import_backend_quietly()
-    from convlstm_tl.training.source import run_source
-
-    result = run_source(plan, verbose=0 if args.quiet else "auto")
+    result = _carry_out("source", config, quiet=args.quiet)
     _print_result(result, config.source, args.quiet)
     return 0
 
 
+def _carry_out(kind, config, *, quiet):
+    """Plan the run (every check, without the backend: a mistake costs no start-up), then start the backend and run.
+
+    ``kind`` is ``"source"``, ``"transfer"`` or ``"pretrain"``: ``plan_<kind>``
+    of :mod:`convlstm_tl.training.plans`, then ``run_<kind>`` of the driver
+    module :mod:`convlstm_tl.training.<kind>`, imported only now since it imports Keras.
+    """
+    from convlstm_tl.training import plans
+
+    plan = getattr(plans, f"plan_{kind}")(config)
+    import_backend_quietly()
+    driver = importlib.import_module(f"convlstm_tl.training.{kind}")
+    return getattr(driver, f"run_{kind}")(plan, verbose=0 if quiet else "auto")
+
+
 def _run_transfer(args):
     config = build_transfer_config(args)
-    from convlstm_tl.training.plans import plan_transfer
-
-    plan = plan_transfer(config)
-    import_backend_quietly()
-    from convlstm_tl.training.transfer import run_transfer
-
-    result = run_transfer(plan, verbose=0 if args.quiet else "auto")
+    result = _carry_out("transfer", config, quiet=args.quiet)
     _print_result(result, config.target, args.quiet)
     return 0
 
 
 def _run_pretrain(args):
     config = build_pretrain_config(args)
-    from convlstm_tl.training.plans import plan_pretrain
-
-    plan = plan_pretrain(config)
-    import_backend_quietly()
-    from convlstm_tl.training.pretrain import run_pretrain
-
-    result = run_pretrain(plan, verbose=0 if args.quiet else "auto")
+    result = _carry_out("pretrain", config, quiet=args.quiet)
     m = result.metrics
     print(f"run {result.run_dir}: {config.domain} {m['objective']} test loss {m['loss']:.4f} (baseline,"
           f" {m['baseline']}: {m['baseline_loss']:.4f}; {m['epochs_run']} epochs, {m['train_seconds']:.1f} s);"

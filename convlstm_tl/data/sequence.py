@@ -40,7 +40,23 @@ def read_rows(dataset, rows):
     return out
 
 
-class DomainSequence(keras.utils.PyDataset):
+class _SeededEpochs(keras.utils.PyDataset):
+    """A dataset whose sample order is a function of ``(seed, epoch)``, so a resumed run reads as the first did.
+
+    Subclasses define ``_order_for_epoch(epoch)``.
+    """
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._order_for_epoch(self.epoch)
+
+    def set_epoch(self, epoch):
+        """Put the sequence in the state it has at the start of ``epoch``."""
+        self.epoch = int(epoch)
+        self._order = self._order_for_epoch(self.epoch)
+
+
+class DomainSequence(_SeededEpochs):
     """Batches ``(x, y)`` of one split of a domain file.
 
     Args:
@@ -104,15 +120,6 @@ class DomainSequence(keras.utils.PyDataset):
         x = read_rows(self._split_group()["x"], unique)
         return x[inverse], self._split_labels[chosen]
 
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._order_for_epoch(self.epoch)
-
-    def set_epoch(self, epoch):
-        """Put the sequence in the state it has at the start of ``epoch``."""
-        self.epoch = int(epoch)
-        self._order = self._order_for_epoch(self.epoch)
-
     @property
     def labels(self):
         """Labels in the current order (unshuffled sequences: the split's order)."""
@@ -139,7 +146,7 @@ class DomainSequence(keras.utils.PyDataset):
         return state
 
 
-class ArraySequence(keras.utils.PyDataset):
+class ArraySequence(_SeededEpochs):
     """Batches of in-memory arrays, shuffled per epoch like :class:`DomainSequence`.
 
     Used for cached body features, which are small enough to keep in memory.
@@ -160,15 +167,6 @@ class ArraySequence(keras.utils.PyDataset):
     def __getitem__(self, batch_index):
         chosen = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
         return self.x[chosen], self.y[chosen]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._order_for_epoch(self.epoch)
-
-    def set_epoch(self, epoch):
-        """Put the sequence in the state it has at the start of ``epoch``."""
-        self.epoch = int(epoch)
-        self._order = self._order_for_epoch(self.epoch)
 
     def _order_for_epoch(self, epoch):
         return epoch_order(len(self.y), shuffle=self.shuffle, seed=self.seed, epoch=epoch)

@@ -10,17 +10,21 @@ holds everything that decides how training continues:
   its optimizer (step count, moments);
 - per training phase (a transfer may have several): epochs finished, whether
   early stopping ended it, its history and its seconds;
-- the early-stopping state (best validation loss, wait counter, best weights);
-- the global Python and NumPy random states (Keras shuffles the batch order
-  of a ``PyDataset`` with Python's ``random``).
+- the early-stopping state (best validation loss, wait counter, best weights).
 
 The sample order needs nothing stored: a ``DomainSequence`` orders epoch
-``e`` by ``(seed, e)``, so the epoch count is enough to put it back.
+``e`` by ``(seed, e)`` (and Keras does not shuffle on top, see
+:func:`convlstm_tl.training.fit.fit`), so the epoch count is enough to put
+it back; augmentation is seeded by ``(seed, epoch, batch)``. No global
+random state is read or written.
+
+Keras' ``BackupAndRestore`` saves the model, its optimizer and the epoch, but
+not the early-stopping state, the phases of a transfer or their history;
+this one file holds all of it, and its saving is atomic.
 """
 
 import json
 import os
-import random
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,7 +111,7 @@ class Checkpoint:
         return self.phases[index], False
 
     def restore(self, model, early_stopping):
-        """Put the model, its optimizer, early stopping and the RNGs in the saved state.
+        """Put the model, its optimizer and early stopping in the saved state.
 
         ``model`` must be built and compiled as it was when the state was
         saved (same architecture, same trainable layers).
@@ -117,26 +121,18 @@ class Checkpoint:
             model.optimizer.build(model.trainable_variables)
         _assign(model.optimizer.variables, self._arrays, "optimizer", self.path)
         early_stopping.set_state(self._state["early_stopping"], _array_list(self._arrays, "best"))
-        version, internal, gauss = self._state["python_random"]
-        random.setstate((version, tuple(internal), gauss))
-        name, position, has_gauss, cached = self._state["numpy_random"]
-        np.random.set_state((name, self._arrays["numpy_random"], position, has_gauss, cached))
 
     def save(self, model, early_stopping):
         """Write the state at the end of an epoch (atomically: temporary file, then rename)."""
         if self.path is None:
             return
         es_state, best_weights = early_stopping.get_state()
-        name, keys, position, has_gauss, cached = np.random.get_state()
-        version, internal, gauss = random.getstate()
         state = {
             "format_version": FORMAT_VERSION,
             "phases": [asdict(record) for record in self.phases],
             "early_stopping": es_state,
-            "python_random": [version, list(internal), gauss],
-            "numpy_random": [name, int(position), int(has_gauss), float(cached)],
         }
-        arrays = {"state": np.array(json.dumps(state)), "numpy_random": keys}
+        arrays = {"state": np.array(json.dumps(state))}
         arrays.update(_numbered("model", (keras.ops.convert_to_numpy(v.value) for v in model.variables)))
         arrays.update(_numbered("optimizer", (keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables)))
         arrays.update(_numbered("best", best_weights))

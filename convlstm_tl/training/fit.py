@@ -49,14 +49,16 @@ def fit(model, train, val, *, epochs, patience, verbose="auto", callbacks=(), ch
     # After early stopping, so that the checkpoint holds its state of the epoch.
     callbacks = [*callbacks, early_stopping, EpochCheckpoint(checkpoint, record, early_stopping)]
     # Under the multi-worker strategy, a tf.data pipeline per worker (see distribute.fit_input); it
-    # keeps the sequence's batch order, the same on every worker, so Keras must not shuffle it, and
-    # it does not advance the sequence at the end of an epoch.
+    # keeps the sequence's batch order, the same on every worker, and does not advance the sequence
+    # at the end of an epoch.
     train_input = distribute.fit_input(model, train)
     if train_input is not train:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: train.on_epoch_end()))
     # A phase that early stopping ended runs no more epochs, but fit still ends
     # by restoring the best weights.
-    model.fit(train_input, validation_data=distribute.fit_input(model, val), shuffle=train_input is train,
+    # The sequence orders its samples by (seed, epoch) itself; Keras shuffling its batches on top
+    # would draw on the global random state, which a resumed run would then have to restore.
+    model.fit(train_input, validation_data=distribute.fit_input(model, val), shuffle=False,
               initial_epoch=record.epochs, epochs=record.epochs if record.stopped else epochs, callbacks=callbacks,
               verbose=verbose)
     if early_stopping.best_epoch < 0:

@@ -1,4 +1,4 @@
-"""What a run needs to know of its domain's input: normalization statistics, the input's record, fitting augmentation."""
+"""What a run needs to know of its domain's input: normalization statistics, its record, fitting augmentation."""
 
 from convlstm_tl.data import augment
 from convlstm_tl.data.stats import channel_stats, vocab_fingerprint

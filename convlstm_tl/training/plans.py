@@ -21,7 +21,7 @@ from convlstm_tl.evaluation.alignment import input_problem
 from convlstm_tl.runs.directory import check_run_target
 from convlstm_tl.runs.resolve import load_run
 from convlstm_tl.training.inputs import check_augment_fits
-from convlstm_tl.transfer.strategies import parse_strategy, slug
+from convlstm_tl.strategies.registry import parse_strategy, slug
 
 
 @dataclass
@@ -68,7 +68,7 @@ class TransferPlan:
     Attributes:
         config: the validated config, ``data_dir`` resolved to the folder used.
         source: the source :class:`~convlstm_tl.runs.resolve.Run` (its record; no model loaded yet).
-        strategy: the :class:`~convlstm_tl.transfer.strategies.Strategy` for the source's body.
+        strategy: the :class:`~convlstm_tl.strategies.registry.Strategy` for the source's body.
         target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
         name: the run's name.
     """
@@ -119,7 +119,7 @@ def check_same_input(source, target_info, strategy):
     Args:
         source: the source :class:`~convlstm_tl.runs.resolve.Run` (its record is enough).
         target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
-        strategy: the :class:`~convlstm_tl.transfer.strategies.Strategy`.
+        strategy: the :class:`~convlstm_tl.strategies.registry.Strategy`.
 
     Raises:
         UserError: saying how to rebuild the target.

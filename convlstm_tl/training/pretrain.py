@@ -30,7 +30,9 @@ from convlstm_tl.jsonio import save_json, to_dict
 from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.reader import iter_x
 from convlstm_tl.data.stats import channel_stats
-from convlstm_tl.models.autoencoder import SHIFTS, FramePredictionLoss, build_autoencoder
+from convlstm_tl.config import OBJECTIVE_SHIFTS
+from convlstm_tl.models.autoencoder import build_autoencoder
+from convlstm_tl.models.losses import FramePredictionLoss
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.training.fit import fit, write_history
 from convlstm_tl.training.plans import plan_pretrain
@@ -96,49 +98,50 @@ def pretrain(config, *, info=None, verbose="auto"):
 def run_pretrain(plan, *, verbose="auto"):
     """Carry out a :class:`PretrainPlan`: train the autoencoder and write the run."""
     config, info = plan.config, plan.info
-    shift = SHIFTS[config.objective]
-    backend.seed_everything(config.seed)
-    mean, variance = channel_stats(info.path, "train")
-    model = build_autoencoder(config.model, frame_shape=info.frame_shape, mean=mean, variance=variance)
-    run_config = {
-        "kind": "pretrain",
-        "config": to_dict(config),
-        "model": to_dict(config.model),
-        # No class names: the run never saw labels, so it has no classes to keep.
-        "domain": {"name": info.domain, "path": str(info.path), "frame_shape": list(info.frame_shape),
-                   "split_sizes": info.split_sizes, "kind": info.kind},
-        "normalization": {"mean": mean.tolist(), "variance": variance.tolist()},
-        "n_params": int(model.count_params()),
-        "versions": backend.versions(),
-    }
-    sequences = {split: FrameSequence(info.path, split, mean=mean, variance=variance, batch_size=config.batch_size,
-                                      shuffle=split == "train", seed=config.seed)
-                 for split in ("train", "val", "test")}
-    with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume) as run:
-        run.watch(info.path)
-        run.save_config(run_config)
-        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=FramePredictionLoss(shift))
-        history, train_seconds = fit(model, sequences["train"], sequences["val"], epochs=config.epochs,
-                                     patience=config.patience, verbose=verbose, checkpoint=Checkpoint.open(run.path))
-        start = time.perf_counter()
-        loss = float(model.evaluate(sequences["test"], verbose=0, return_dict=True)["loss"])
-        metrics = {
-            "domain": info.domain,
-            "objective": config.objective,
-            "loss": loss,
-            "baseline_loss": baseline_loss(info.path, "test", mean=mean, variance=variance, shift=shift),
-            "baseline": "last frame again" if shift else "channel means",
-            "n_test": info.split_sizes["test"],
-            "train_seconds": round(train_seconds, 3),
-            "eval_seconds": round(time.perf_counter() - start, 3),
-            "epochs_run": len(next(iter(history.values()), [])),
+    shift = OBJECTIVE_SHIFTS[config.objective]
+    with backend.seeded(config.seed):
+        mean, variance = channel_stats(info.path, "train")
+        model = build_autoencoder(config.model, frame_shape=info.frame_shape, mean=mean, variance=variance)
+        run_config = {
+            "kind": "pretrain",
+            "config": to_dict(config),
+            "model": to_dict(config.model),
+            # No class names: the run never saw labels, so it has no classes to keep.
+            "domain": {"name": info.domain, "path": str(info.path), "frame_shape": list(info.frame_shape),
+                       "split_sizes": info.split_sizes, "kind": info.kind},
+            "normalization": {"mean": mean.tolist(), "variance": variance.tolist()},
+            "n_params": int(model.count_params()),
+            "versions": backend.versions(),
         }
-        model.save(run.path / "model.keras")
-        write_history(run.path / "history.csv", history)
-        save_json(run.path / "metrics.json", metrics)
-    log.info("pretrained %s on %s: test loss %.4f (baseline %.4f)", config.run_name, info.domain, loss,
-             metrics["baseline_loss"])
-    return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
+        sequences = {split: FrameSequence(info.path, split, mean=mean, variance=variance, batch_size=config.batch_size,
+                                          shuffle=split == "train", seed=config.seed)
+                     for split in ("train", "val", "test")}
+        with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume) as run:
+            run.watch(info.path)
+            run.save_config(run_config)
+            model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=FramePredictionLoss(shift))
+            history, train_seconds = fit(model, sequences["train"], sequences["val"], epochs=config.epochs,
+                                         patience=config.patience, verbose=verbose,
+                                         checkpoint=Checkpoint.open(run.path))
+            start = time.perf_counter()
+            loss = float(model.evaluate(sequences["test"], verbose=0, return_dict=True)["loss"])
+            metrics = {
+                "domain": info.domain,
+                "objective": config.objective,
+                "loss": loss,
+                "baseline_loss": baseline_loss(info.path, "test", mean=mean, variance=variance, shift=shift),
+                "baseline": "last frame again" if shift else "channel means",
+                "n_test": info.split_sizes["test"],
+                "train_seconds": round(train_seconds, 3),
+                "eval_seconds": round(time.perf_counter() - start, 3),
+                "epochs_run": len(next(iter(history.values()), [])),
+            }
+            model.save(run.path / "model.keras")
+            write_history(run.path / "history.csv", history)
+            save_json(run.path / "metrics.json", metrics)
+        log.info("pretrained %s on %s: test loss %.4f (baseline %.4f)", config.run_name, info.domain, loss,
+                 metrics["baseline_loss"])
+        return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
 def baseline_loss(path, split, *, mean, variance, shift):

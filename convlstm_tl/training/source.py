@@ -62,39 +62,38 @@ def run_source(plan, *, verbose="auto"):
     chief = distribute.is_chief(config.distribute)
     # Before any other TensorFlow work: the multi-worker strategy sets up the runtime.
     strategy = distribute.make_strategy(config.distribute)
-    backend.seed_everything(config.seed)
-
-    inputs = input_arguments(info)
-    with distribute.scope(strategy), dtype_policy(config.mixed_precision):
-        model = build_classifier(config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, **inputs)
-    run_config = {
-        "kind": "source",
-        "config": to_dict(config),
-        "domain": domain_record(info),
-        "normalization": ({"mean": inputs["mean"].tolist(), "variance": inputs["variance"].tolist()}
-                          if info.kind == "frames" else None),
-        "n_params": int(model.count_params()),
-        "replicas": distribute.replicas(strategy),
-        "versions": backend.versions(),
-    }
-    with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
-                      publish=chief) as run:
-        run.watch(path)
-        run.save_config(run_config)
-        with distribute.scope(strategy):
-            model.compile(
-                optimizer=keras.optimizers.Adam(config.lr),
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-                jit_compile=jit_compile(config.jit),
-            )
-        train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                               augment=config.augment)
-        val = DomainSequence(path, "val", batch_size=config.batch_size)
-        history, train_seconds = fit(model, train, val, epochs=config.epochs, patience=config.patience,
-                                     verbose=verbose, checkpoint=Checkpoint.open(run.path))
-        metrics = evaluate_and_save(model, path, info, run.path, run_name=config.run_name, history=history,
-                                    train_seconds=train_seconds, batch_size=config.batch_size)
-    return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
+    with backend.seeded(config.seed):
+        inputs = input_arguments(info)
+        with distribute.scope(strategy), dtype_policy(config.mixed_precision):
+            model = build_classifier(config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, **inputs)
+        run_config = {
+            "kind": "source",
+            "config": to_dict(config),
+            "domain": domain_record(info),
+            "normalization": ({"mean": inputs["mean"].tolist(), "variance": inputs["variance"].tolist()}
+                              if info.kind == "frames" else None),
+            "n_params": int(model.count_params()),
+            "replicas": distribute.replicas(strategy),
+            "versions": backend.versions(),
+        }
+        with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
+                          publish=chief) as run:
+            run.watch(path)
+            run.save_config(run_config)
+            with distribute.scope(strategy):
+                model.compile(
+                    optimizer=keras.optimizers.Adam(config.lr),
+                    loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"],
+                    jit_compile=jit_compile(config.jit),
+                )
+            train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                                   augment=config.augment)
+            val = DomainSequence(path, "val", batch_size=config.batch_size)
+            history, train_seconds = fit(model, train, val, epochs=config.epochs, patience=config.patience,
+                                         verbose=verbose, checkpoint=Checkpoint.open(run.path))
+            metrics = evaluate_and_save(model, path, info, run.path, run_name=config.run_name, history=history,
+                                        train_seconds=train_seconds, batch_size=config.batch_size)
+        return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 

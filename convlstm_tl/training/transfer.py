@@ -1,8 +1,8 @@
 """Transfer a source run's body to a target domain, by any strategy, and write the transfer run.
 
-The one code path of every strategy (:mod:`convlstm_tl.transfer.strategies`):
+The one code path of every strategy (:mod:`convlstm_tl.strategies.registry`):
 load the source run, build the target model by the recipe
-(:mod:`convlstm_tl.transfer.recipe`), train the strategy's phases (on cached
+(:mod:`convlstm_tl.strategies.recipe`), train the strategy's phases (on cached
 body outputs when the body stays frozen), and write the run.
 """
 
@@ -30,7 +30,7 @@ from convlstm_tl.training.inputs import domain_record
 from convlstm_tl.training.plans import plan_transfer
 from convlstm_tl.training.report import evaluate_and_save
 from convlstm_tl.training.source import TrainResult
-from convlstm_tl.transfer.recipe import (
+from convlstm_tl.strategies.recipe import (
     build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
 )
 
@@ -63,54 +63,53 @@ def run_transfer(plan, *, verbose="auto"):
     # Before any other TensorFlow work (loading the model): the multi-worker strategy sets up the runtime.
     distribution = distribute.make_strategy(config.distribute)
     source = load_run(plan.source.path, with_model=True)
-    backend.seed_everything(config.seed)
+    with backend.seeded(config.seed):
+        train_indices, n_total = labelled_subset(path, fraction=config.target_fraction,
+                                                 per_class=config.target_per_class, seed=config.seed)
+        inputs = transfer_inputs(source, target_info, normalization=config.normalization, indices=train_indices)
+        with distribute.scope(distribution), dtype_policy(config.mixed_precision):
+            model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
+                                         n_classes=target_info.n_classes, **inputs)
+        if config.head_init == "source":
+            init_head_from_source(model, source, strategy, target_info.class_names)
+        use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
 
-    train_indices, n_total = labelled_subset(path, fraction=config.target_fraction,
-                                             per_class=config.target_per_class, seed=config.seed)
-    inputs = transfer_inputs(source, target_info, normalization=config.normalization, indices=train_indices)
-    with distribute.scope(distribution), dtype_policy(config.mixed_precision):
-        model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
-                                     n_classes=target_info.n_classes, **inputs)
-    if config.head_init == "source":
-        init_head_from_source(model, source, strategy, target_info.class_names)
-    use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
-
-    run_config = {
-        "kind": "transfer",
-        "config": to_dict(config),
-        "source_run": str(source.path.resolve()),
-        "strategy": {**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache},
-        "model": to_dict(replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])),
-        "domain": domain_record(target_info),
-        "target_samples": {"n": int(len(train_indices)), "of": int(n_total),
-                           "indices": train_indices.tolist()},
-        "normalization": ({"from": config.normalization, "mean": np.asarray(inputs["mean"]).tolist(),
-                           "variance": np.asarray(inputs["variance"]).tolist()}
-                          if target_info.kind == "frames" else None),
-        "n_params": int(model.count_params()),
-        "versions": backend.versions(),
-    }
-    run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
-                                 publish=chief)
-    with run_directory as run, distribute.scope(distribution):
-        run.watch(target_info.path)
-        run.save_config(run_config)
-        history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose,
-                                         checkpoint=Checkpoint.open(run.path))
-        # The saved model is a plain classifier: every layer trainable (as a
-        # source run's), with a stock optimizer so that plain
-        # keras.saving.load_model reads it; building the optimizer now makes
-        # the saved one match the one a load builds, so loading does not warn.
-        for layer in model.layers:
-            layer.trainable = True
-        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"], jit_compile=jit_compile(config.jit))
-        model.optimizer.build(model.trainable_variables)
-        metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
-                                    train_seconds=seconds, batch_size=config.batch_size,
-                                    extra=_transfer_extras(model, source, target_info, config, history, seconds,
-                                                           use_cache))
-    return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
+        run_config = {
+            "kind": "transfer",
+            "config": to_dict(config),
+            "source_run": str(source.path.resolve()),
+            "strategy": {**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache},
+            "model": to_dict(replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])),
+            "domain": domain_record(target_info),
+            "target_samples": {"n": int(len(train_indices)), "of": int(n_total),
+                               "indices": train_indices.tolist()},
+            "normalization": ({"from": config.normalization, "mean": np.asarray(inputs["mean"]).tolist(),
+                               "variance": np.asarray(inputs["variance"]).tolist()}
+                              if target_info.kind == "frames" else None),
+            "n_params": int(model.count_params()),
+            "versions": backend.versions(),
+        }
+        run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
+                                     publish=chief)
+        with run_directory as run, distribute.scope(distribution):
+            run.watch(target_info.path)
+            run.save_config(run_config)
+            history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose,
+                                             checkpoint=Checkpoint.open(run.path))
+            # The saved model is a plain classifier: every layer trainable (as a
+            # source run's), with a stock optimizer so that plain
+            # keras.saving.load_model reads it; building the optimizer now makes
+            # the saved one match the one a load builds, so loading does not warn.
+            for layer in model.layers:
+                layer.trainable = True
+            model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=jit_compile(config.jit))
+            model.optimizer.build(model.trainable_variables)
+            metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
+                                        train_seconds=seconds, batch_size=config.batch_size,
+                                        extra=_transfer_extras(model, source, target_info, config, history, seconds,
+                                                               use_cache))
+        return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
 def _train_phases(model, strategy, config, path, train_indices, use_cache, verbose, *, checkpoint):

@@ -245,8 +245,8 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
         A :class:`DomainDistance`.
     """
     from convlstm_tl.training.plans import check_same_input
-    from convlstm_tl.transfer.recipe import build_transfer_model, transfer_inputs
-    from convlstm_tl.transfer.strategies import parse_strategy
+    from convlstm_tl.strategies.recipe import build_transfer_model, transfer_inputs
+    from convlstm_tl.strategies.registry import parse_strategy
 
     strategy = parse_strategy("freeze", source.n_blocks)
     check_same_input(source, target_info, strategy)
@@ -286,7 +286,7 @@ def labelled_count(target_info, *, target_fraction=None, target_per_class=None, 
     return len(indices)
 
 
-def advise(source_run, target, *, data_dir=None, runs_dir="runs", target_fraction=None, target_per_class=None,
+def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", target_fraction=None, target_per_class=None,
            normalization="target", seed=0, distance=None):
     """Recommend a transfer strategy from ``source_run`` to the domain ``target``.
 
