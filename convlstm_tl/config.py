@@ -137,7 +137,8 @@ class TransferConfig:
 
     target: str = ""  # domain to transfer to (file <data_dir>/<target>.h5)
     source_run: str = ""  # source run: a name in runs_dir, or a path to a run directory
-    strategy: str = "freeze"  # freeze | cut:K | unfreeze:N | finetune | gradual | scratch (convlstm_tl.strategies.registry)
+    # freeze | cut:K | unfreeze:N | finetune | gradual | scratch (see convlstm_tl.strategies.registry)
+    strategy: str = "freeze"
     name: str = ""  # run name; empty means <source run>-<target>-<strategy, no colon>
     data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
     runs_dir: str = "runs"

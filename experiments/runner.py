@@ -36,7 +36,7 @@ from convlstm_tl.config import TransferConfig
 from convlstm_tl.jsonio import load_json
 from convlstm_tl.errors import Interrupted, UserError
 from convlstm_tl.runs.directory import partial_path
-from convlstm_tl.runs.resolve import resolve_run
+from convlstm_tl.runs.resolve import load_run, resolve_run
 from convlstm_tl.strategies.registry import parse_strategy
 from experiments import plots
 from experiments.grid import expand_grid, slug
@@ -207,7 +207,8 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
         UserError: one line naming the cell and what is wrong.
     """
     from convlstm_tl.data.format import find_domain, open_domain
-    from convlstm_tl.training.inputs import check_augment_fits
+    from convlstm_tl.training.inputs import check_augment_fits, domain_record
+    from convlstm_tl.training.plans import check_same_input
 
     _, cell_runs = grid_dirs(grid, runs_dir=runs_dir)
     infos = {}
@@ -218,29 +219,30 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
         return infos[name]
 
     source_run = _existing_source(grid, runs_dir)
-    existing = _existing_source_record(source_run) if source_run is not None else None
+    existing = load_run(source_run, with_model=False) if source_run is not None else None
     for planned in plan:
         if planned.done:
             continue
         cell = planned.cell
         try:
-            sources = []
+            sources = []  # (name, blocks, domain record) of the cell's source
             if cell.source_config is not None:
                 config = replace(cell.source_config, **_placement(cell_runs, cell.source_config.name, data_dir))
                 config.validate()
                 info = domain(config.source)
                 check_augment_fits(config.augment, info)
-                sources.append((config.model.n_blocks, info.kind, info.frame_shape[-1]))
+                sources.append((config.name, config.model.n_blocks, domain_record(info)))
             elif existing is not None:
-                sources.append(existing)
+                sources.append((existing.name, existing.n_blocks, existing.domain))
             config = replace(cell.config, **_placement(cell_runs, cell.run_name, data_dir))
             if isinstance(config, TransferConfig):
                 if source_run is not None:
                     config = replace(config, source_run=str(source_run))
                 config.validate()
                 info = domain(config.target)
-                for n_blocks, kind, channels in sources:
-                    _check_transfer_fits(config, info, n_blocks, kind, channels)
+                for name, n_blocks, source_domain in sources:
+                    strategy = parse_strategy(config.strategy, n_blocks, head_epochs=config.head_epochs)
+                    check_same_input(name, source_domain, info, strategy)
             else:
                 config.validate()
                 info = domain(config.source)
@@ -388,25 +390,6 @@ def _interrupted(grid, planned, out):
     running = f" while running {planned.run_dir.name}" if planned is not None else ""
     return Interrupted(f"grid {grid.name} interrupted{running}; finished cells, {out / 'results.csv'} and the"
                        f" epochs saved so far are kept: run `{resume_command(grid)}` (same options) to resume")
-
-
-def _existing_source_record(source_run):
-    """``(blocks, input kind, channels)`` of an existing source run, from its record (no model loaded)."""
-    from convlstm_tl.runs.resolve import load_run
-
-    source = load_run(str(source_run), source_run.parent, with_model=False)
-    return source.n_blocks, source.input_kind, source.frame_shape[-1]
-
-
-def _check_transfer_fits(config, info, n_blocks, kind, channels):
-    """What :func:`convlstm_tl.training.transfer.transfer` refuses about a strategy and a target, checked up front."""
-    parse_strategy(config.strategy, n_blocks, head_epochs=config.head_epochs)
-    if info.kind != kind:
-        raise UserError(f"the source is trained on {kind} but the target {info.domain} holds {info.kind};"
-                        " transfer needs the same kind of input")
-    if info.frame_shape[-1] != channels:
-        raise UserError(f"the target {info.domain}'s frames {tuple(info.frame_shape)} have {info.frame_shape[-1]}"
-                        f" channels but the source body takes {channels}; transfer needs the same channels")
 
 
 def _finished(run_dir):

@@ -11,6 +11,7 @@ from convlstm_tl.data.format import open_domain
 TINY = {"tiny": ((3, 1, 6, 2), 3)}
 
 
+@pytest.mark.slow
 def test_benchmark_layers_reports_both_cells_and_their_ratios():
     results = bench.benchmark_layers(TINY, repeats=1, train_batches={"tiny": 1}, predict_batches={"tiny": 1},
                                      batch_size=4, filters=(2,))
@@ -38,6 +39,7 @@ def test_synthetic_domain_follows_the_format(tmp_path):
     assert not np.array_equal(x[0], x[32])
 
 
+@pytest.mark.slow
 def test_data_path_trains_one_epoch_and_deletes_its_file(tmp_path):
     result = bench.benchmark_data_path(tmp_path, file_gib=0.0005, frame_shape=(2, 2, 2, 8), batch_size=16,
                                        workers=(1, 2))

@@ -65,6 +65,7 @@ def test_config_refuses_unknown_values(cls, extra):
         ModelConfig(cell="cudnn").validate()
 
 
+@pytest.mark.slow
 def test_mixed_precision_source_run_and_transfer(shared_domain, tmp_path):
     from convlstm_tl.training.source import train_source
     from convlstm_tl.training.transfer import transfer

@@ -184,7 +184,7 @@ def test_two_trainings_in_one_runs_dir_do_not_interfere(tmp_path):
     # Reusing a name is refused without --overwrite.
     again = _train(tmp_path, *common, "--name", "one")
     code, _, err = _finish(again)
-    assert code == 2 and len(err.splitlines()) == 1 and "already exists; pass --overwrite" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "already exists; set overwrite" in err and "(options --overwrite, --name)" in err
     replaced = _train(tmp_path, *common, "--name", "one", "--overwrite", "--epochs", "1")
     assert _finish(replaced)[0] == 0
     assert len((tmp_path / "runs" / "one" / "history.csv").read_text().splitlines()) == 2

@@ -163,7 +163,7 @@ def test_changed_settings_are_refused_and_the_interrupted_run_is_kept(domain, tm
     with pytest.raises(Interrupted):
         train_source(_source_config(domain, tmp_path / "runs"), verbose=0)
     monkeypatch.undo()
-    with pytest.raises(RunError, match="an interrupted run Tiny is in .*pass --resume"):
+    with pytest.raises(RunError, match="an interrupted run Tiny is in .*set resume"):
         train_source(_source_config(domain, tmp_path / "runs"), verbose=0)
     with pytest.raises(RunError, match="lr was 0.01 and is now 0.1"):
         train_source(_source_config(domain, tmp_path / "runs", lr=0.1, resume=True), verbose=0)
@@ -233,7 +233,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(domain, tmp_pat
     assert 3 <= saved_epochs < 8
 
     # Without --resume the interrupted run is protected; with it, training continues.
-    _one_error_line(_run(*flags, "--runs-dir", "b", cwd=tmp_path), "pass --resume to continue it")
+    _one_error_line(_run(*flags, "--runs-dir", "b", cwd=tmp_path), "set resume to continue it or overwrite to start again (options --resume, --overwrite)")
     resumed = _run(*flags, "--runs-dir", "b", "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     first = json.loads((tmp_path / "a" / "Tiny" / "metrics.json").read_text())

@@ -57,7 +57,7 @@ def test_existing_run_is_refused_without_overwrite(tmp_path):
     (tmp_path / "St" / "old.txt").write_text("old")
     with pytest.raises(RunError) as error:
         RunDirectory(tmp_path, "St")
-    assert "--overwrite" in str(error.value)
+    assert "set overwrite" in str(error.value) and error.value.field == ("overwrite", "name")
     with pytest.raises(RunError):
         check_run_target(tmp_path, "St")
     assert (tmp_path / "St" / "old.txt").read_text() == "old"
@@ -141,6 +141,6 @@ def test_find_run(tmp_path):
 def test_runs_dir_without_write_access_is_a_run_error(tmp_path, monkeypatch):
     # Works also as root (for whom chmod does not take write access away).
     monkeypatch.setattr(os, "access", lambda path, mode: False)
-    with pytest.raises(RunError, match="is not writable; pass --runs-dir"):
+    with pytest.raises(RunError, match="is not writable; choose a runs folder you can write"):
         RunDirectory(tmp_path, "St")
     assert _entries(tmp_path) == []

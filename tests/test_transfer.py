@@ -262,11 +262,17 @@ def test_build_uses_the_given_normalization(fake_source):
 
 
 def test_channel_mismatch_names_both_shapes(fake_source):
+    from types import SimpleNamespace
+
+    from convlstm_tl.training.plans import check_same_input
+
     strategy = parse_strategy("freeze", 2)
+    target = SimpleNamespace(domain="Tgt3ch", kind="frames", vocab=(), frame_shape=(4, 1, 8, 3))
     with pytest.raises(UserError) as error:
-        build_transfer_model(fake_source, strategy, frame_shape=(4, 1, 8, 3), n_classes=4, mean=np.zeros(3),
-                             variance=np.ones(3))
+        check_same_input(fake_source.name, fake_source.domain, target, strategy)
     assert "(4, 1, 8, 3)" in str(error.value) and "(4, 1, 8, 2)" in str(error.value)
+    check_same_input(fake_source.name, fake_source.domain, SimpleNamespace(**{**vars(target), "frame_shape": FRAMES}),
+                     strategy)
 
 
 @pytest.mark.parametrize("spec", STRATEGIES)

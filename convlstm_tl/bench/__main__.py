@@ -14,6 +14,7 @@ from pathlib import Path
 
 from convlstm_tl.bench.benchmark import CELLS, SHAPES, run_benchmark
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
+from convlstm_tl.config import JIT, MIXED_PRECISION
 
 PROG = "python -m convlstm_tl.bench"
 
@@ -55,9 +56,9 @@ def parse_args(argv=None):
     parser.add_argument("--data-path", action=argparse.BooleanOptionalAction, default=None,
                         help="run the data-path benchmark (default: on, off with --quick)")
     parser.add_argument("--data-dir", help="folder for the temporary data-path file (default: system temp)")
-    parser.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off",
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="off",
                         help="dtype policy of both models (default off)")
-    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto", help="XLA for both models")
+    parser.add_argument("--jit", choices=JIT, default="auto", help="XLA for both models")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser.parse_args(argv)
 

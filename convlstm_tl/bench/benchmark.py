@@ -199,7 +199,7 @@ def write_synthetic_domain(path, n_train, frame_shape, *, n_classes=4, n_eval=64
     path = Path(path)
     class_names = [f"class_{i}" for i in range(n_classes)]
     with DomainWriter(path, domain=path.stem, class_names=class_names, frame_shape=frame_shape,
-                      provenance="synthetic data written by convlstm_tl.bench.benchmark to measure the data path") as writer:
+                      provenance="synthetic data written by convlstm_tl.bench to measure the data path") as writer:
         for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)

@@ -1,4 +1,4 @@
-"""Helpers shared by the command-line entry points.
+"""The command lines, argparse only (parse, build a config, call the library, print), and their shared helpers.
 
 The contract: a user mistake ends with exit code 2 and one line on stderr,
 never a traceback.
@@ -58,6 +58,10 @@ def import_backend_quietly():
             os.dup2(saved, 2)
             os.close(saved)
 
+
+# Config fields that every command line sets with the same flag (see run_main's flags).
+COMMON_FLAGS = {"data_dir": "--data-dir", "runs_dir": "--runs-dir", "name": "--name", "overwrite": "--overwrite",
+                "resume": "--resume"}
 
 EXIT_SIGTERM = 128 + signal.SIGTERM
 # Errors of the environment that the user fixes (space, quota, permissions):
@@ -142,6 +146,7 @@ def _error_line(prog, error, flags):
     message = " ".join(str(error).split())
     fields = getattr(error, "field", None)
     fields = (fields,) if isinstance(fields, str) else fields or ()
+    flags = {**COMMON_FLAGS, **flags}
     named = [flags[field] for field in fields if field in flags and flags[field].split()[0] not in message]
     if named:
         message += f" (option{'s' if len(named) > 1 else ''} {', '.join(named)})"

@@ -12,7 +12,7 @@ import json
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
-from convlstm_tl.config import MAX_INT32, check_domain_name, check_range, check_seed
+from convlstm_tl.config import MAX_INT32, NORMALIZATIONS, check_domain_name, check_range, check_seed
 
 PROG = "python -m convlstm_tl.advise"
 
@@ -27,7 +27,7 @@ def parse_args(argv=None):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--target-fraction", type=float, help="the fraction of the target's labels you will use")
     size.add_argument("--target-per-class", type=int, help="or the labelled samples per class you will use")
-    parser.add_argument("--normalization", choices=("target", "source"), default="target",
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default="target",
                         help="statistics the target frames are normalized with, as in the transfer (default target)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
     parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")

@@ -1,0 +1,1 @@
+"""Domain files: their format, writing, reading, statistics, batches for Keras, augmentation and low-label subsets."""

@@ -6,6 +6,7 @@ not hold its output in memory; :func:`write_domain` writes whole arrays through
 it. The layout and the checks are those of :mod:`convlstm_tl.data.format`.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -147,7 +148,7 @@ class DomainWriter:
             os.close(handle)
         except OSError as error:
             raise _storage_error(self.path, error) or error from None
-        try:
+        with self._abort_on_error():
             give_usual_permissions(self._tmp_name)
             self._file = f = h5py.File(self._tmp_name, "w")
             f.attrs["format_version"] = FORMAT_VERSION
@@ -164,12 +165,6 @@ class DomainWriter:
                                      dtype=self.x_dtype, chunks=(1, *self.frame_shape),
                                      compression=self.compression)
                 group.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(ID_CHUNK,))
-        except BaseException as error:
-            self._abort()
-            mapped = _storage_error(self.path, error)
-            if mapped is not None:
-                raise mapped from None
-            raise
         return self
 
     def append(self, split, x, y, group=None, recording=None):
@@ -231,19 +226,25 @@ class DomainWriter:
             return False
         if self._file is None:
             return False
-        try:
+        with self._abort_on_error():
             # The checks that need all the data, named after the final path.
             self.info = _describe(self.path, self._file, check_values=False)
             self._file.close()
             os.replace(self._tmp_name, self.path)
+        self._file = None
+        return False
+
+    @contextlib.contextmanager
+    def _abort_on_error(self):
+        """Any failure inside removes the temporary file; a storage fault becomes one line."""
+        try:
+            yield
         except BaseException as error:
             self._abort()
             mapped = _storage_error(self.path, error)
             if mapped is not None:
                 raise mapped from None
             raise
-        self._file = None
-        return False
 
     def _abort(self):
         """Remove the temporary file, whatever state the HDF5 file is in.

@@ -1,0 +1,2 @@
+"""The networks: the fast ConvLSTM layer, the classifier (named body and head),
+its backbone view, and the pretraining autoencoder."""

@@ -58,23 +58,26 @@ def check_run_target(runs_dir, name, *, overwrite=False, resume=False):
     partial = partial_path(runs_dir, name)
     recover_run(runs_dir, name)
     if partial.is_dir() and _is_locked(partial):
-        raise RunError(f"run {name} is being written by another process now ({partial}); wait or pick another --name")
+        raise RunError(f"run {name} is being written by another process now ({partial}); wait or pick another name",
+                       field="name")
     if resume:
         if not partial.is_dir():
             found = f"run {final} is finished" if final.exists() else f"no interrupted run {name} in {runs_dir}"
-            raise RunError(f"nothing to resume: {found}; train without --resume")
+            raise RunError(f"nothing to resume: {found}; train without resume", field="resume")
     else:
         if final.exists() and not overwrite:
-            raise RunError(f"run {final} already exists; pass --overwrite to replace it or --name to pick another")
+            raise RunError(f"run {final} already exists; set overwrite to replace it or pick another name",
+                           field=("overwrite", "name"))
         if partial.exists() and not overwrite:
-            raise RunError(f"an interrupted run {name} is in {partial}; pass --resume to continue it"
-                           " or --overwrite to start again")
+            raise RunError(f"an interrupted run {name} is in {partial}; set resume to continue it"
+                           " or overwrite to start again", field=("resume", "overwrite"))
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunError(f"cannot create runs directory {runs_dir}: {error.strerror}") from None
+        raise RunError(f"cannot create runs directory {runs_dir}: {error.strerror}", field="runs_dir") from None
     if not os.access(runs_dir, os.W_OK | os.X_OK):
-        raise RunError(f"runs directory {runs_dir} is not writable; pass --runs-dir with a folder you can write")
+        raise RunError(f"runs directory {runs_dir} is not writable; choose a runs folder you can write",
+                       field="runs_dir")
     return final
 
 
@@ -208,7 +211,8 @@ class RunDirectory:
             # --overwrite: a plain start refuses an existing run.
             if not _work_files(self.path):
                 shutil.rmtree(self.path, ignore_errors=True)
-                raise RunError(f"run {self.final_path} appeared while training; pass --overwrite to replace it")
+                raise RunError(f"run {self.final_path} appeared while training; set overwrite to replace it",
+                               field="overwrite")
             raise RunError(f"run {self.final_path} appeared while training; the trained run is kept in"
                            f" {self.path}: continue with --resume --overwrite to replace it")
         try:
@@ -338,7 +342,7 @@ def _lock(folder):
     except BlockingIOError:
         os.close(fd)
         raise RunError(f"run {Path(folder).name[len(PARTIAL_PREFIX):]} is being written by another process now"
-                       f" ({folder}); wait or pick another --name") from None
+                       f" ({folder}); wait or pick another name", field="name") from None
     return fd
 
 
@@ -362,7 +366,7 @@ def find_run(runs_dir, name):
     path = Path(runs_dir) / name
     recover_run(runs_dir, name)
     if not path.is_dir():
-        raise RunError(f"run {path} not found; train it first or pass --runs-dir with the folder that has it")
+        raise RunError(f"run {path} not found; train it first or give the runs folder that has it", field="runs_dir")
     for required in ("config.json", "model.keras"):
         if not (path / required).is_file():
             raise RunError(f"run {path} has no {required}; it is incomplete, train it again")

@@ -249,7 +249,7 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     from convlstm_tl.strategies.registry import parse_strategy
 
     strategy = parse_strategy("freeze", source.n_blocks)
-    check_same_input(source, target_info, strategy)
+    check_same_input(source.name, source.domain, target_info, strategy)
     inputs = transfer_inputs(source, target_info, normalization=normalization)
     # The target passes through the source's restored body, as in a frozen transfer.
     target_model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from convlstm_tl.compute import jit_compile
-from convlstm_tl.errors import ConfigError, RunError, UserError
+from convlstm_tl.errors import ConfigError, RunError
 from convlstm_tl.models.backbone import EMBEDDING, Backbone, block_name
 from convlstm_tl.models.classifier import build_classifier
 from convlstm_tl.models.optimizers import LayerRateAdam
@@ -45,15 +45,11 @@ def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None,
     """Build the target model: kept (and maybe restored) source blocks plus a new head.
 
     A token model's embedding belongs to the body: it is restored with the
-    blocks (the target must share the source's vocabulary, see
-    :func:`convlstm_tl.training.plans.check_same_input`).
+    blocks. The target must be one the body can read (the same kind of
+    input, channels and vocabulary), which
+    :func:`convlstm_tl.training.plans.check_same_input` checks first.
     """
     backbone = Backbone(source.model)
-    if frame_shape[-1] != backbone.frame_shape[-1]:
-        raise UserError(
-            f"the target's frames {tuple(frame_shape)} have {frame_shape[-1]} channels but the source body takes"
-            f" {backbone.frame_shape[-1]} (source frames {backbone.frame_shape}); transfer needs the same channels"
-        )
     config = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])
     if strategy.restore:
         # Restored blocks run in inference mode: without their dropout (which

@@ -101,7 +101,7 @@ def plan_transfer(config, *, target_info=None):
     if distribute.is_chief(config.distribute):
         check_run_target(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume)
     check_augment_fits(config.augment, target_info)
-    check_same_input(source, target_info, strategy)
+    check_same_input(source.name, source.domain, target_info, strategy)
     return TransferPlan(config=config, source=source, strategy=strategy, target_info=target_info, name=name)
 
 
@@ -110,27 +110,36 @@ def default_run_name(source_path, target, strategy_spec):
     return f"{Path(source_path).name}-{target}-{slug(strategy_spec)}"
 
 
-def check_same_input(source, target_info, strategy):
-    """Refuse a target whose input the source body cannot read (see :func:`input_problem`).
+def check_same_input(source_name, source_domain, target_info, strategy):
+    """Refuse a target whose input the source body cannot read.
 
-    Frames and token ids do not mix; a restored embedding maps the source's
-    token ids, so a tokens target must also use the source's vocabulary.
+    Frames and token ids do not mix, and a restored embedding maps the
+    source's token ids, so a tokens target must also use the source's
+    vocabulary (:func:`~convlstm_tl.evaluation.alignment.input_problem`);
+    the body's first convolution takes the source's number of channels.
 
     Args:
-        source: the source :class:`~convlstm_tl.runs.resolve.Run` (its record is enough).
+        source_name: the source run's name, for the message.
+        source_domain: the ``domain`` record of the source run (or of the
+            domain a grid will train it on, :func:`~convlstm_tl.training.inputs.domain_record`).
         target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
         strategy: the :class:`~convlstm_tl.strategies.registry.Strategy`.
 
     Raises:
-        UserError: saying how to rebuild the target.
+        UserError: saying what differs and how to rebuild the target.
     """
-    record = dict(source.domain)
+    record = dict(source_domain)
     if not strategy.restore:  # a body trained from scratch reads any ids of the same kind
         record.pop("vocab_fingerprint", None)
         record.pop("vocab_size", None)
     problem = input_problem(record, target_info)
     if problem is not None:
-        raise UserError(f"the source run {source.name} cannot read the target {target_info.domain}: {problem}")
+        raise UserError(f"the source run {source_name} cannot read the target {target_info.domain}: {problem}")
+    channels, target_channels = record["frame_shape"][-1], target_info.frame_shape[-1]
+    if channels != target_channels:
+        raise UserError(f"the target {target_info.domain}'s frames {tuple(target_info.frame_shape)} have"
+                        f" {target_channels} channels but the source body takes {channels} (source frames"
+                        f" {tuple(record['frame_shape'])}); transfer needs the same channels")
 
 
 @dataclass
