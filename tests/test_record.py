@@ -125,3 +125,27 @@ def test_an_unreadable_record_is_one_line(tmp_path, content, fragment):
 def test_a_missing_record_is_one_line(tmp_path):
     with pytest.raises(RunError, match="not found"):
         load_run_record(tmp_path)
+
+
+@pytest.mark.parametrize("kind, inputs, extra", [
+    ("source", {"mean": [0.5, 0.1], "variance": [1.0, 0.2]}, {"replicas": 1}),
+    ("transfer", {"mean": [0.5, 0.1], "variance": [1.0, 0.2]},
+     {"normalization_from": "source", "source_run": "/runs/Src", "strategy": {"spec": "freeze"}}),
+    ("source", {"vocab_size": 30}, {}),
+])
+def test_every_kind_writes_the_one_schema(kind, inputs, extra, tmp_path):
+    from convlstm_tl.config import TrainConfig
+    from convlstm_tl.runs.record import make_run_record
+
+    domain = DOMAIN if "mean" in inputs else {**DOMAIN, "kind": "tokens", "vocab_size": 30}
+    record = make_run_record(kind, config=TrainConfig(source="Src"), model=ModelConfig(filters=(4,)), domain=domain,
+                             model_inputs=inputs, n_params=100, **extra)
+    assert record["kind"] == kind and record["model"]["filters"] == [4] and "keras" in record["versions"]
+    if "mean" in inputs:
+        assert record["normalization"]["mean"] == [0.5, 0.1]
+        assert record["normalization"].get("from") == extra.get("normalization_from")
+    else:
+        assert record["normalization"] is None
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert load_run_record(tmp_path)["kind"] == kind
+    assert model_config(record) == ModelConfig(filters=(4,))

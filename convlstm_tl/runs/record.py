@@ -4,8 +4,9 @@ Every kind of run writes one (``kind`` is ``"source"``, ``"transfer"`` or
 ``"pretrain"``; runs written before ``kind`` existed are source runs):
 
 - ``config``: the settings it was trained with (an object);
-- ``model``: the architecture (a :class:`~convlstm_tl.config.ModelConfig`);
-  source runs keep it inside ``config``;
+- ``model``: the architecture of the saved model (a
+  :class:`~convlstm_tl.config.ModelConfig`); source runs written before
+  :func:`make_run_record` keep it inside ``config`` only;
 - ``domain``: the domain it was trained on: ``name``, ``frame_shape`` (the
   ``(T, H, W, C)`` of a sample), ``class_names`` (not for pretraining, which
   sees no labels), and optionally ``path``, ``kind``, ``vocab_size``,
@@ -23,7 +24,7 @@ import math
 from pathlib import Path
 
 from convlstm_tl.config import ModelConfig
-from convlstm_tl.jsonio import from_dict, load_json
+from convlstm_tl.jsonio import from_dict, load_json, to_dict
 from convlstm_tl.errors import ConfigError, RunError
 
 RUN_KINDS = ("source", "transfer", "pretrain")
@@ -96,6 +97,35 @@ def check_run_record(record):
         if not source_run:
             raise _FieldError("source_run", "must name the source run's directory. Received: ''")
     return {**record, "kind": kind}
+
+
+def make_run_record(kind, *, config, model, domain, model_inputs, n_params, **extra):
+    """A new run's ``config.json``: the one schema every kind writes (see the module docstring).
+
+    Args:
+        kind: ``"source"``, ``"transfer"`` or ``"pretrain"``.
+        config: the run's validated config dataclass.
+        model: the :class:`~convlstm_tl.config.ModelConfig` of the saved model.
+        domain: the ``domain`` record (:func:`convlstm_tl.training.inputs.domain_record`).
+        model_inputs: what the model was built with: ``{"mean", "variance"}``
+            of its normalization (recorded), or ``{"vocab_size"}`` (tokens:
+            ``normalization`` is null).
+        n_params: the model's parameter count.
+        **extra: the kind's own entries (a transfer's ``source_run``,
+            ``strategy`` and ``target_samples``; a source's ``replicas``;
+            ``normalization_from``, recorded in ``normalization.from``).
+    """
+    from convlstm_tl import backend
+
+    normalization_from = extra.pop("normalization_from", None)
+    normalization = None
+    if "mean" in model_inputs:
+        normalization = {"mean": [float(v) for v in model_inputs["mean"]],
+                         "variance": [float(v) for v in model_inputs["variance"]]}
+        if normalization_from is not None:
+            normalization = {"from": normalization_from, **normalization}
+    return {"kind": kind, "config": to_dict(config), "model": to_dict(model), "domain": domain,
+            "normalization": normalization, "n_params": int(n_params), **extra, "versions": backend.versions()}
 
 
 def model_config(record):

@@ -14,14 +14,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from convlstm_tl import distribute
-from convlstm_tl.config import OBJECTIVE_SHIFTS
-from convlstm_tl.data.format import find_domain, open_domain, resolve_data_dir
+from convlstm_tl.config import OBJECTIVE_SHIFTS, PretrainConfig, TrainConfig, TransferConfig
+from convlstm_tl.data.format import DomainInfo, find_domain, open_domain, resolve_data_dir
 from convlstm_tl.errors import ConfigError, UserError
 from convlstm_tl.evaluation.alignment import input_problem
 from convlstm_tl.runs.directory import check_run_target
-from convlstm_tl.runs.resolve import load_run
+from convlstm_tl.runs.resolve import Run, load_run
+from convlstm_tl.strategies.registry import Strategy, parse_strategy, slug
 from convlstm_tl.training.inputs import check_augment_fits
-from convlstm_tl.strategies.registry import parse_strategy, slug
 
 
 @dataclass
@@ -33,8 +33,8 @@ class SourcePlan:
         info: the source domain's :class:`~convlstm_tl.data.format.DomainInfo`.
     """
 
-    config: object
-    info: object
+    config: TrainConfig
+    info: DomainInfo
 
 
 def plan_source(config, *, info=None):
@@ -51,9 +51,7 @@ def plan_source(config, *, info=None):
             exists or cannot be written.
     """
     config.validate()
-    config = replace(config, data_dir=str(resolve_data_dir(config.data_dir or None)))
-    if info is None:
-        info = open_domain(find_domain(config.source, config.data_dir))
+    info, config = _open_recorded(config, config.source, info)
     # Only the chief writes the run; other workers of a multi-worker run cannot see it.
     if distribute.is_chief(config.distribute):
         check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
@@ -73,10 +71,10 @@ class TransferPlan:
         name: the run's name.
     """
 
-    config: object
-    source: object
-    strategy: object
-    target_info: object
+    config: TransferConfig
+    source: Run
+    strategy: Strategy
+    target_info: DomainInfo
     name: str
 
 
@@ -91,11 +89,9 @@ def plan_transfer(config, *, target_info=None):
         UserError: for any of these, one line.
     """
     config.validate()
-    config = replace(config, data_dir=str(resolve_data_dir(config.data_dir or None)))
     source = load_run(config.source_run, config.runs_dir, with_model=False)
     strategy = parse_strategy(config.strategy, source.n_blocks, head_epochs=config.head_epochs)
-    if target_info is None:
-        target_info = open_domain(find_domain(config.target, config.data_dir))
+    target_info, config = _open_recorded(config, config.target, target_info)
     name = config.name or default_run_name(source.path, config.target, config.strategy)
     # Only the chief writes the run; other workers of a multi-worker run cannot see it.
     if distribute.is_chief(config.distribute):
@@ -103,6 +99,17 @@ def plan_transfer(config, *, target_info=None):
     check_augment_fits(config.augment, target_info)
     check_same_input(source.name, source.domain, target_info, strategy)
     return TransferPlan(config=config, source=source, strategy=strategy, target_info=target_info, name=name)
+
+
+def _open_recorded(config, domain, info):
+    """Open ``domain``'s file (unless ``info`` is given) and record in the config the folder it is in.
+
+    A run's ``config.json`` then names the data folder used, also when it
+    came from ``$CONVLSTM_TL_DATA`` or the default.
+    """
+    if info is None:
+        info = open_domain(find_domain(domain, resolve_data_dir(config.data_dir or None)))
+    return info, replace(config, data_dir=str(info.path.parent))
 
 
 def default_run_name(source_path, target, strategy_spec):
@@ -146,8 +153,8 @@ def check_same_input(source_name, source_domain, target_info, strategy):
 class PretrainPlan:
     """A pretraining run checked in full before anything heavy runs (:func:`plan_pretrain`)."""
 
-    config: object
-    info: object
+    config: PretrainConfig
+    info: DomainInfo
 
 
 def plan_pretrain(config, *, info=None):
@@ -159,9 +166,7 @@ def plan_pretrain(config, *, info=None):
             directory that exists or cannot be written.
     """
     config.validate()
-    config = replace(config, data_dir=str(resolve_data_dir(config.data_dir or None)))
-    if info is None:
-        info = open_domain(find_domain(config.domain, config.data_dir))
+    info, config = _open_recorded(config, config.domain, info)
     if info.kind != "frames":
         raise ConfigError(f"pretraining predicts frames, but {info.domain} holds {info.kind}; pretrain on a frames"
                           " domain")

@@ -26,7 +26,7 @@ import numpy as np
 
 from convlstm_tl import backend
 from convlstm_tl.training.checkpoint import Checkpoint
-from convlstm_tl.jsonio import save_json, to_dict
+from convlstm_tl.jsonio import save_json
 from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.reader import iter_x
 from convlstm_tl.data.stats import channel_stats
@@ -34,6 +34,8 @@ from convlstm_tl.config import OBJECTIVE_SHIFTS
 from convlstm_tl.models.autoencoder import build_autoencoder
 from convlstm_tl.models.losses import FramePredictionLoss
 from convlstm_tl.runs.directory import RunDirectory
+from convlstm_tl.runs.record import make_run_record
+from convlstm_tl.training.inputs import domain_record
 from convlstm_tl.training.fit import fit, write_history
 from convlstm_tl.training.plans import plan_pretrain
 from convlstm_tl.training.source import TrainResult
@@ -102,17 +104,10 @@ def run_pretrain(plan, *, verbose="auto"):
     with backend.seeded(config.seed):
         mean, variance = channel_stats(info.path, "train")
         model = build_autoencoder(config.model, frame_shape=info.frame_shape, mean=mean, variance=variance)
-        run_config = {
-            "kind": "pretrain",
-            "config": to_dict(config),
-            "model": to_dict(config.model),
-            # No class names: the run never saw labels, so it has no classes to keep.
-            "domain": {"name": info.domain, "path": str(info.path), "frame_shape": list(info.frame_shape),
-                       "split_sizes": info.split_sizes, "kind": info.kind},
-            "normalization": {"mean": mean.tolist(), "variance": variance.tolist()},
-            "n_params": int(model.count_params()),
-            "versions": backend.versions(),
-        }
+        # No class names: the run never saw labels, so it has no classes to keep.
+        domain = {key: value for key, value in domain_record(info).items() if key != "class_names"}
+        run_config = make_run_record("pretrain", config=config, model=config.model, domain=domain,
+                                     model_inputs={"mean": mean, "variance": variance}, n_params=model.count_params())
         sequences = {split: FrameSequence(info.path, split, mean=mean, variance=variance, batch_size=config.batch_size,
                                           shuffle=split == "train", seed=config.seed)
                      for split in ("train", "val", "test")}

@@ -9,9 +9,9 @@ import keras
 from convlstm_tl import backend, distribute
 from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.data.sequence import DomainSequence
-from convlstm_tl.jsonio import to_dict
 from convlstm_tl.models.classifier import build_classifier
 from convlstm_tl.runs.directory import RunDirectory
+from convlstm_tl.runs.record import make_run_record
 from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.fit import fit
 from convlstm_tl.training.inputs import domain_record, input_arguments
@@ -66,16 +66,9 @@ def run_source(plan, *, verbose="auto"):
         inputs = input_arguments(info)
         with distribute.scope(strategy), dtype_policy(config.mixed_precision):
             model = build_classifier(config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, **inputs)
-        run_config = {
-            "kind": "source",
-            "config": to_dict(config),
-            "domain": domain_record(info),
-            "normalization": ({"mean": inputs["mean"].tolist(), "variance": inputs["variance"].tolist()}
-                              if info.kind == "frames" else None),
-            "n_params": int(model.count_params()),
-            "replicas": distribute.replicas(strategy),
-            "versions": backend.versions(),
-        }
+        run_config = make_run_record("source", config=config, model=config.model, domain=domain_record(info),
+                                     model_inputs=inputs, n_params=model.count_params(),
+                                     replicas=distribute.replicas(strategy))
         with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
                           publish=chief) as run:
             run.watch(path)

@@ -16,13 +16,13 @@ import numpy as np
 
 from convlstm_tl import backend, distribute
 from convlstm_tl.compute import dtype_policy, jit_compile
-from convlstm_tl.jsonio import to_dict
 from convlstm_tl.data.sequence import ArraySequence, DomainSequence
 from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.evaluation.metrics import classification_metrics
 from convlstm_tl.evaluation.predict import predict_split
 from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.runs.directory import RunDirectory
+from convlstm_tl.runs.record import make_run_record
 from convlstm_tl.runs.resolve import load_run
 from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.fit import fit
@@ -74,21 +74,13 @@ def run_transfer(plan, *, verbose="auto"):
             init_head_from_source(model, source, strategy, target_info.class_names)
         use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
 
-        run_config = {
-            "kind": "transfer",
-            "config": to_dict(config),
-            "source_run": str(source.path.resolve()),
-            "strategy": {**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache},
-            "model": to_dict(replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])),
-            "domain": domain_record(target_info),
-            "target_samples": {"n": int(len(train_indices)), "of": int(n_total),
-                               "indices": train_indices.tolist()},
-            "normalization": ({"from": config.normalization, "mean": np.asarray(inputs["mean"]).tolist(),
-                               "variance": np.asarray(inputs["variance"]).tolist()}
-                              if target_info.kind == "frames" else None),
-            "n_params": int(model.count_params()),
-            "versions": backend.versions(),
-        }
+        kept = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])
+        run_config = make_run_record(
+            "transfer", config=config, model=kept, domain=domain_record(target_info), model_inputs=inputs,
+            n_params=model.count_params(), normalization_from=config.normalization,
+            source_run=str(source.path.resolve()),
+            strategy={**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache},
+            target_samples={"n": int(len(train_indices)), "of": int(n_total), "indices": train_indices.tolist()})
         run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
                                      publish=chief)
         with run_directory as run, distribute.scope(distribution):
