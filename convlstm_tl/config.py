@@ -13,7 +13,6 @@ from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import shown_number
 from convlstm_tl.strategies.registry import check_spec
 
-
 CELLS = ("fast", "keras")
 
 
@@ -44,22 +43,23 @@ class ModelConfig:
             self.filters = tuple(self.filters)
 
     def validate(self):
-        if self.cell not in CELLS:
-            raise ConfigError(f"cell must be one of {CELLS}. Received: cell={self.cell!r}")
+        """Refuse any setting out of its range or choices (ConfigError naming the field); change nothing."""
+        _check_choice("cell", self.cell, CELLS)
         if (not self.filters or len(self.filters) > MAX_BLOCKS
                 or any(not _is_int(f) or not 1 <= f <= MAX_WIDTH for f in self.filters)):
             raise ConfigError(f"filters must be 1 to {MAX_BLOCKS} ints in [1, {MAX_WIDTH}]."
-                              f" Received: filters={self.filters}")
-        _check_range("kernel_size", self.kernel_size, 1, MAX_KERNEL)
-        _check_range("pool_size", self.pool_size, 1, MAX_KERNEL)
-        _check_range("head_units", self.head_units, 1, MAX_WIDTH)
-        _check_range("embedding_dim", self.embedding_dim, 1, MAX_WIDTH)
+                              f" Received: filters={self.filters}", field="filters")
+        check_range("kernel_size", self.kernel_size, 1, MAX_KERNEL)
+        check_range("pool_size", self.pool_size, 1, MAX_KERNEL)
+        check_range("head_units", self.head_units, 1, MAX_WIDTH)
+        check_range("embedding_dim", self.embedding_dim, 1, MAX_WIDTH)
         for name in ("block_dropout", "recurrent_dropout", "head_dropout"):
-            _check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
-        _check_range("l2", self.l2, 0.0, None)
+            check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
+        check_range("l2", self.l2, 0.0, None)
 
     @property
     def n_blocks(self):
+        """How many ConvLSTM blocks the body has."""
         return len(self.filters)
 
 
@@ -75,18 +75,20 @@ class AugmentConfig:
     vector_channels: tuple = ()  # channels taken 3 at a time as 3-D vectors; () = all, in order
 
     def validate(self):
-        _check_range("augment rotate", self.rotate, 0.0, 180.0)
+        """Refuse any setting out of its range (ConfigError naming the field); change nothing."""
+        check_range("augment rotate", self.rotate, 0.0, 180.0)
         if (len(self.vector_channels) % 3 or len(set(self.vector_channels)) != len(self.vector_channels)
                 or any(not _is_int(c) or not 0 <= c < MAX_WIDTH for c in self.vector_channels)):
             raise ConfigError(f"augment vector_channels must be distinct channels, 3 per vector."
-                              f" Received: vector_channels={self.vector_channels}")
-        _check_range("augment scale", self.scale, 0.0, 1.0, high_open=True)
-        _check_range("augment jitter", self.jitter, 0.0, 10.0)
-        _check_range("augment time_shift", self.time_shift, 0.0, 1.0, high_open=True)
-        _check_range("augment spatial_shift", self.spatial_shift, 0, MAX_SHIFT)
+                              f" Received: vector_channels={self.vector_channels}", field="vector_channels")
+        check_range("augment scale", self.scale, 0.0, 1.0, high_open=True)
+        check_range("augment jitter", self.jitter, 0.0, 10.0)
+        check_range("augment time_shift", self.time_shift, 0.0, 1.0, high_open=True)
+        check_range("augment spatial_shift", self.spatial_shift, 0, MAX_SHIFT)
 
     @property
     def active(self):
+        """Whether any transform is on."""
         return bool(self.scale or self.jitter or self.time_shift or self.spatial_shift or self.rotate)
 
 
@@ -112,9 +114,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self):
+        """Refuse a missing source, any setting out of range or choices, and a bad run name; change nothing."""
         if not self.source:
             raise ConfigError("no source domain given (source is empty)", field="source")
-        check_domain_name(self.source)
+        check_domain_name(self.source, "source")
         _check_training(self)
         _check_run_control(self)
         _check_compute(self)
@@ -124,6 +127,7 @@ class TrainConfig:
 
     @property
     def run_name(self):
+        """The run's folder name: ``name``, else the source domain's."""
         return self.name or self.source
 
 
@@ -162,30 +166,27 @@ class TransferConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # turns the feature cache off
 
     def validate(self):
+        """Refuse a missing target or source run, a misspelt strategy, any setting out of range; change nothing."""
         if not self.target:
             raise ConfigError("no target domain given (target is empty)", field="target")
         if not self.source_run:
             raise ConfigError("no source run given (source_run is empty)", field="source_run")
-        check_domain_name(self.target)
+        check_domain_name(self.target, "target")
         _check_training(self)
-        _check_range("head_epochs", self.head_epochs, 1, MAX_EPOCHS)
+        check_range("head_epochs", self.head_epochs, 1, MAX_EPOCHS)
         if self.body_lr is not None:
-            _check_range("body_lr", self.body_lr, 0.0, None, low_open=True)
+            check_range("body_lr", self.body_lr, 0.0, None, low_open=True)
         _check_run_control(self)
         _check_compute(self)
-        if self.head_init not in HEAD_INITS:
-            raise ConfigError(f"head_init must be one of {HEAD_INITS}. Received: head_init={self.head_init!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ConfigError(
-                f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}"
-            )
+        _check_choice("head_init", self.head_init, HEAD_INITS)
+        _check_choice("normalization", self.normalization, NORMALIZATIONS)
         if self.target_fraction is not None and self.target_per_class is not None:
             raise ConfigError("give target_fraction or target_per_class, not both",
                               field=("target_fraction", "target_per_class"))
         if self.target_fraction is not None:
-            _check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
+            check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
         if self.target_per_class is not None:
-            _check_range("target_per_class", self.target_per_class, 1, MAX_INT32)
+            check_range("target_per_class", self.target_per_class, 1, MAX_INT32)
         check_spec(self.strategy)
         if self.strategy == "gradual" and self.epochs <= self.head_epochs:
             raise ConfigError(f"gradual needs more epochs than head_epochs. Received: epochs={self.epochs},"
@@ -196,6 +197,7 @@ class TransferConfig:
 
     @property
     def effective_body_lr(self):
+        """The learning rate of restored blocks that train: ``body_lr``, else ``lr / 10``."""
         return self.body_lr if self.body_lr is not None else self.lr / 10
 
 
@@ -223,11 +225,11 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the body's blocks (the head settings are unused)
 
     def validate(self):
+        """Refuse a missing domain, any setting out of range or choices, and a bad run name; change nothing."""
         if not self.domain:
             raise ConfigError("no domain given (domain is empty)", field="domain")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
-        check_domain_name(self.domain)
+        _check_choice("objective", self.objective, OBJECTIVES)
+        check_domain_name(self.domain, "domain")
         _check_training(self)
         _check_resume_or_overwrite(self)
         check_run_name(self.run_name)
@@ -235,6 +237,7 @@ class PretrainConfig:
 
     @property
     def run_name(self):
+        """The run's folder name: ``name``, else ``<domain>-pretrain``."""
         return self.name or f"{self.domain}-pretrain"
 
 
@@ -244,8 +247,7 @@ RUN_CONTROL_KEYS = ("overwrite", "resume")
 
 
 def _check_run_control(config):
-    if config.distribute not in DISTRIBUTE:
-        raise ConfigError(f"distribute must be one of {DISTRIBUTE}. Received: distribute={config.distribute!r}")
+    _check_choice("distribute", config.distribute, DISTRIBUTE)
     _check_resume_or_overwrite(config)
     if config.resume and config.distribute == "multiworker":
         # Only the chief keeps checkpoints: the other workers would start again from epoch 1.
@@ -264,11 +266,8 @@ JIT = ("auto", "on", "off")
 
 
 def _check_compute(config):
-    if config.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(f"mixed_precision must be one of {MIXED_PRECISION}."
-                          f" Received: mixed_precision={config.mixed_precision!r}")
-    if config.jit not in JIT:
-        raise ConfigError(f"jit must be one of {JIT}. Received: jit={config.jit!r}")
+    _check_choice("mixed_precision", config.mixed_precision, MIXED_PRECISION)
+    _check_choice("jit", config.jit, JIT)
 
 
 # Bounds of the int settings: generous, but every int has one, so that a typo
@@ -285,16 +284,16 @@ MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit unsigned
 
 def _check_training(config):
     """The bounds shared by every training config: epochs, batch size, learning rate, patience, seed."""
-    _check_range("epochs", config.epochs, 1, MAX_EPOCHS)
-    _check_range("batch_size", config.batch_size, 1, MAX_BATCH)
-    _check_range("lr", config.lr, 0.0, None, low_open=True)
-    _check_range("patience", config.patience, 0, MAX_EPOCHS)
+    check_range("epochs", config.epochs, 1, MAX_EPOCHS)
+    check_range("batch_size", config.batch_size, 1, MAX_BATCH)
+    check_range("lr", config.lr, 0.0, None, low_open=True)
+    check_range("patience", config.patience, 0, MAX_EPOCHS)
     check_seed(config.seed)
 
 
 def check_seed(seed, name="seed"):
     """Refuse a seed outside [0, 2**32 - 1] (what the random generators accept)."""
-    _check_range(name, seed, 0, MAX_SEED)
+    check_range(name, seed, 0, MAX_SEED)
 
 
 # Names of runs and domains become file names (``runs/.partial-<name>``,
@@ -323,15 +322,15 @@ def check_run_name(name):
     """Refuse run names that are not a plain, printable, short folder name."""
     problem = _name_problem(name)
     if problem:
-        raise ConfigError(f"run name {problem}. Received: name={_shown(name)}")
+        raise ConfigError(f"run name {problem}. Received: name={_shown(name)}", field="name")
 
 
-def check_domain_name(name):
-    """Refuse domain names that cannot be a file name in the data folder."""
+def check_domain_name(name, field=None):
+    """Refuse domain names that cannot be a file name in the data folder (``field``: the setting that holds it)."""
     problem = _name_problem(name)
     if problem:
-        raise ConfigError(f"domain name {problem}; give the name of a file in --data-dir without .h5."
-                          f" Received: {_shown(name)}")
+        raise ConfigError(f"domain name {problem}; give the name of a file in the data folder without .h5."
+                          f" Received: {_shown(name)}", field=field)
 
 
 def _shown(text, limit=60):
@@ -344,11 +343,20 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_range(name, value, low, high, *, low_open=False, high_open=False):
+def _check_choice(name, value, choices):
+    """Refuse ``value`` unless it is one of ``choices`` (the field ``name``)."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}. Received: {name}={_shown(value)}", field=name)
+
+
+def check_range(name, value, low, high, *, low_open=False, high_open=False):
     """Refuse ``value`` outside the bounds; NaN, inf and non-numbers fail every range.
 
     ``high`` None means no upper bound, but the value must still be finite.
+    The error's field is ``name``'s last word (``"augment rotate"`` ->
+    ``rotate``, the field of :class:`AugmentConfig`).
     """
+    field = name.split()[-1]
     lo = "(" if low_open else "["
     hi = ")" if high_open or high is None else "]"
     bounds = f"{lo}{low}, {'inf' if high is None else high}{hi}"
@@ -357,11 +365,9 @@ def _check_range(name, value, low, high, *, low_open=False, high_open=False):
     elif isinstance(value, float):
         finite = math.isfinite(value)  # NaN fails no comparison below: ask explicitly
     else:
-        raise ConfigError(f"{name} must be a number in {bounds}. Received: {name}={_shown(value)}")
+        raise ConfigError(f"{name} must be a number in {bounds}. Received: {name}={_shown(value)}", field=field)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not finite or too_low or too_high:
-        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={shown_number(value)}")
+        raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={shown_number(value)}", field=field)
 
-
-check_range = _check_range  # for the command lines whose options are not a config's

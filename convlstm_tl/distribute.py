@@ -43,7 +43,8 @@ def read_tf_config(environ=None):
     example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
                '"index": 0}}')
     if not text:
-        raise ConfigError(f"--distribute multiworker needs the TF_CONFIG environment variable, {example}")
+        raise ConfigError(f"distribute multiworker needs the TF_CONFIG environment variable, {example}",
+                          field="distribute")
     try:
         data = json.loads(text)
         cluster, task = data["cluster"], data["task"]
@@ -84,8 +85,8 @@ def make_strategy(kind):
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise ConfigError(f"--distribute {kind} needs the TensorFlow backend. Received: KERAS_BACKEND="
-                          f"{keras.backend.backend()}")
+        raise ConfigError(f"distribute {kind} needs the TensorFlow backend. Received: KERAS_BACKEND="
+                          f"{keras.backend.backend()}", field="distribute")
     import tensorflow as tf
 
     if kind == "mirrored":
@@ -161,7 +162,8 @@ def fit_input(model, sequence):
     if len(sequence[n_batches - 1][1]) < n_replicas:
         n_batches -= 1
     if n_batches < 1:
-        raise ConfigError(f"--distribute multiworker has {n_replicas} replicas, but the split holds fewer samples")
+        raise ConfigError(f"distribute multiworker has {n_replicas} replicas, but the split holds fewer samples",
+                          field="distribute")
     x, y = sequence[0]
     signature = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
                  tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)))

@@ -63,9 +63,9 @@ def check_advice(grid, *, runs_dir="runs", data_dir=None, study=None, max_sample
     Raises:
         ConfigError: for a grid with no such study, or one not run yet.
     """
-    from convlstm_tl.strategies import advisor
     from convlstm_tl.data.format import find_domain, open_domain
     from convlstm_tl.runs.resolve import load_run
+    from convlstm_tl.strategies import advisor
 
     study = _pick_study(grid, study)
     size_axis = grid.best_per

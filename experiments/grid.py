@@ -49,9 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convlstm_tl.config import TrainConfig, TransferConfig, check_run_name
+from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json, to_dict
 from convlstm_tl.strategies.registry import slug as strategy_slug
-from convlstm_tl.errors import ConfigError
 
 KINDS = ("transfer", "source")
 GRID_KEYS = ("name", "description", "kind", "source", "base", "seeds", "best_per", "studies", "axes")

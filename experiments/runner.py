@@ -33,8 +33,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from convlstm_tl.config import TransferConfig
-from convlstm_tl.jsonio import load_json
 from convlstm_tl.errors import Interrupted, UserError
+from convlstm_tl.jsonio import load_json
 from convlstm_tl.runs.directory import partial_path
 from convlstm_tl.runs.resolve import load_run, resolve_run
 from convlstm_tl.strategies.registry import parse_strategy
@@ -208,7 +208,7 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
     """
     from convlstm_tl.data.format import find_domain, open_domain
     from convlstm_tl.training.inputs import check_augment_fits, domain_record
-    from convlstm_tl.training.plans import check_same_input
+    from convlstm_tl.evaluation.alignment import check_same_input
 
     _, cell_runs = grid_dirs(grid, runs_dir=runs_dir)
     infos = {}

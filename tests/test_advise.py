@@ -5,15 +5,15 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import write_tiny
 
+from conftest import write_tiny
+from convlstm_tl.cli import run_main
 from convlstm_tl.cli.advise import PROG, main
+from convlstm_tl.config import ModelConfig, TrainConfig
+from convlstm_tl.data.format import open_domain
 from convlstm_tl.strategies.advisor import (
     LARGE_MIN_PER_CLASS, SIMILAR_MAX_PAD, advise_transfer, labelled_count, mmd2_rbf, proxy_a_distance, recommend,
 )
-from convlstm_tl.cli import run_main
-from convlstm_tl.config import ModelConfig, TrainConfig
-from convlstm_tl.data.format import open_domain
 from convlstm_tl.training.source import train_source
 
 N_CLASSES = 7

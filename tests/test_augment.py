@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from convlstm_tl.data.augment import augment_batch, spatial_shift, time_shift
 from convlstm_tl.config import AugmentConfig, ConfigError
-from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.data.augment import augment_batch, spatial_shift, time_shift
 from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.writer import write_domain
 
 

@@ -23,8 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import write_tiny
-from convlstm_tl.cli import advise, evaluate, train
-from convlstm_tl.cli import run_main
+from convlstm_tl.cli import advise, evaluate, run_main, train
 from convlstm_tl.config import ModelConfig, TrainConfig
 from convlstm_tl.training.source import train_source
 
@@ -336,7 +335,9 @@ BAD_NAMES = {  # name -> (--name value, fragment)
 }
 BAD_RECORDS = {  # name -> (spoil of the run's config.json, fragment)
     "a_list": (lambda record: [record], "config.json field (top level) must be a JSON object, not a list"),
-    "lacks_model": (_set(["config", "model"], KeyError), "config.json field model is missing"),
+    # Source runs record the model at the top level and (as the first versions did) inside config.
+    "lacks_model": (lambda record: _set(["model"], KeyError)(_set(["config", "model"], KeyError)(record)),
+                    "config.json field model is missing"),
     "frame_shape_abcd": (_set(["domain", "frame_shape"], "abcd"), "config.json field domain.frame_shape must be a list"),
     "source_run_5": (_set(["source_run"], 5), "config.json field source_run must be a string"),
     "normalization_too_long": (_set(["normalization", "mean"], [0.0, 0.0, 0.0]),

@@ -5,8 +5,8 @@ import pytest
 
 from convlstm_tl.bench import __main__ as bench_cli
 from convlstm_tl.bench import benchmark as bench
-from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.format import open_domain
+from convlstm_tl.data.sequence import DomainSequence
 
 TINY = {"tiny": ((3, 1, 6, 2), 3)}
 

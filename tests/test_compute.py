@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from convlstm_tl import config as config_module
+from convlstm_tl.cli.train import build_config, build_transfer_config, main, parse_args
 from convlstm_tl.compute import JIT_MODES, MIXED_PRECISION_POLICIES, dtype_policy, jit_compile
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.cli.train import build_config, build_transfer_config, main, parse_args
 
 
 def test_options_match_the_config_choices():

@@ -8,8 +8,8 @@ from convlstm_tl.config import (
     AugmentConfig, ModelConfig, PretrainConfig, TrainConfig, TransferConfig, check_domain_name, check_run_name,
     check_seed,
 )
-from convlstm_tl.jsonio import from_dict, load_json, save_json, to_dict
 from convlstm_tl.errors import ConfigError
+from convlstm_tl.jsonio import from_dict, load_json, save_json, to_dict
 
 
 def test_defaults_validate():

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.format import SplitArrays
+from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.writer import write_domain
 
 N_TRAIN = 48

@@ -17,9 +17,9 @@ from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
 from convlstm_tl.evaluation.alignment import align_predictions, class_alignment, frame_shape_problem
 from convlstm_tl.evaluation.crossdomain import METRIC_KEYS, evaluate_runs
+from convlstm_tl.evaluation.metrics import classification_metrics
 from convlstm_tl.evaluation.plan import plan_evaluation
 from convlstm_tl.evaluation.report import file_stem, format_markdown, write_evaluation
-from convlstm_tl.evaluation.metrics import classification_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m convlstm_tl.evaluate"

@@ -5,12 +5,12 @@ import json
 import shutil
 
 import pytest
-from conftest import write_tiny
 
-from convlstm_tl.training.checkpoint import Checkpoint
+from conftest import write_tiny
 from convlstm_tl.cli import run_main
 from convlstm_tl.config import TransferConfig
 from convlstm_tl.errors import ConfigError, Interrupted
+from convlstm_tl.training.checkpoint import Checkpoint
 from experiments.__main__ import PROG, main
 from experiments.advise_check import check_advice
 from experiments.grid import expand_grid, load_grid, parse_grid

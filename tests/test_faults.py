@@ -21,14 +21,14 @@ import keras
 import pytest
 
 from conftest import write_tiny
-from convlstm_tl.cli import evaluate, train
-from convlstm_tl.training.checkpoint import CHECKPOINT_FILE
-from convlstm_tl.cli import EXIT_SIGTERM, run_main
+from convlstm_tl import files as files_module
+from convlstm_tl.cli import EXIT_SIGTERM, evaluate, run_main, train
 from convlstm_tl.errors import DomainFileError, RunError
 from convlstm_tl.evaluation.report import check_output_dir, file_stem
 from convlstm_tl.files import replace_folder
-from convlstm_tl.runs.directory import COMPLETE_MARKER, PAUSE_ENV, RUN_FILES, RunDirectory, find_run, recover_run
-from convlstm_tl import files as files_module
+from convlstm_tl.runs.directory import (
+    CHECKPOINT_FILE, COMPLETE_MARKER, PAUSE_ENV, RUN_FILES, RunDirectory, find_run, recover_run,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "2", "--batch-size", "16", "--filters", "4", "--head-units", "8", "--quiet"]
@@ -307,8 +307,8 @@ def test_file_stems_are_distinct_for_distinct_names():
 @pytest.mark.slow
 def test_evaluate_interrupted_or_out_of_space_leaves_no_temporary(tmp_path, monkeypatch, capsys):
     from conftest import write_tiny as write
-    from convlstm_tl.evaluation import report as evaluation_module
     from convlstm_tl.config import ModelConfig, TrainConfig
+    from convlstm_tl.evaluation import report as evaluation_module
     from convlstm_tl.training.source import train_source
 
     write(tmp_path / "data")
@@ -330,15 +330,15 @@ def test_evaluate_interrupted_or_out_of_space_leaves_no_temporary(tmp_path, monk
 @pytest.mark.slow
 def test_a_domain_file_replaced_mid_run_is_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
     domain = write_tiny(tmp_path / "data")
-    from convlstm_tl.training import source as training
+    from convlstm_tl.training import source as source_module
 
-    real = training.evaluate_and_save
+    real = source_module.evaluate_and_save
 
     def replaced_then_evaluate(*args, **kwargs):
         write_tiny(tmp_path / "data", frame_shape=(4, 1, 6, 2))  # a re-run of data_prep with other frames
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate_and_save", replaced_then_evaluate)
+    monkeypatch.setattr(source_module, "evaluate_and_save", replaced_then_evaluate)
     code = _run_train(["--source", "Tiny", *TINY], tmp_path, monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err

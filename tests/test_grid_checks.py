@@ -4,8 +4,8 @@ import json
 import time
 
 import pytest
-from conftest import write_tiny
 
+from conftest import write_tiny
 from convlstm_tl.cli import run_main
 from convlstm_tl.errors import ConfigError
 from experiments.__main__ import PROG, main

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny
 
 import convlstm_tl.training.source
 import convlstm_tl.training.transfer
-from convlstm_tl.training.checkpoint import Checkpoint
+from conftest import write_tiny
 from convlstm_tl.cli import run_main
 from convlstm_tl.errors import DomainFileError
 from convlstm_tl.runs.directory import partial_path
+from convlstm_tl.training.checkpoint import Checkpoint
 from experiments.__main__ import PROG, main
 from experiments.grid import expand_grid, load_grid
 

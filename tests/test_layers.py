@@ -13,8 +13,9 @@ import pytest
 
 from convlstm_tl.compute import dtype_policy
 from convlstm_tl.config import ModelConfig
+from convlstm_tl.models.backbone import Backbone
+from convlstm_tl.models.classifier import build_classifier
 from convlstm_tl.models.layers import FastConvLSTM2D, convert_model, from_keras_convlstm, to_keras_convlstm
-from convlstm_tl.models.classifier import body_blocks, build_classifier
 
 # (batch, T, H, W, C) and kernel: 1-D frames with (1, k) kernels, 2-D frames with (k, k).
 CASES = [((3, 5, 1, 9, 2), (1, 3)), ((2, 4, 6, 5, 3), (3, 3))]
@@ -208,15 +209,15 @@ def test_saved_model_with_the_layer_reloads_and_predicts_the_same(tmp_path):
 def test_convert_model_moves_a_stock_classifier_to_the_fast_layer_and_back(frame_shape):
     stock = build_classifier(ModelConfig(filters=(3, 2), head_units=5, cell="keras"), frame_shape=frame_shape,
                              n_classes=3, mean=np.zeros(frame_shape[-1]), variance=np.ones(frame_shape[-1]))
-    for block in body_blocks(stock):
+    for block in Backbone(stock).blocks:
         _randomize(block.get_layer("convlstm"))
     x = _x((3, *frame_shape))
     fast = convert_model(stock, to="fast")
     assert [layer.name for layer in fast.layers] == [layer.name for layer in stock.layers]
-    assert all(isinstance(block.get_layer("convlstm"), FastConvLSTM2D) for block in body_blocks(fast))
+    assert all(isinstance(block.get_layer("convlstm"), FastConvLSTM2D) for block in Backbone(fast).blocks)
     np.testing.assert_allclose(_np(fast(x)), _np(stock(x)), rtol=0, atol=ATOL)
     back = convert_model(fast, to="keras")
-    assert all(isinstance(block.get_layer("convlstm"), keras.layers.ConvLSTM2D) for block in body_blocks(back))
+    assert all(isinstance(block.get_layer("convlstm"), keras.layers.ConvLSTM2D) for block in Backbone(back).blocks)
     np.testing.assert_allclose(_np(back(x)), _np(stock(x)), rtol=0, atol=ATOL)
 
 

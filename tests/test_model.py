@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from convlstm_tl.config import ModelConfig
-from convlstm_tl.models.classifier import block_name, body_blocks, build_classifier, head_layers, kernel_for
+from convlstm_tl.models.backbone import Backbone, block_name
+from convlstm_tl.models.classifier import build_classifier, kernel_for
 
 FRAMES_1D = (4, 1, 8, 2)
 FRAMES_2D = (4, 6, 6, 1)
@@ -46,20 +47,20 @@ def test_layer_names_are_the_contract():
     model = _build(_small(filters=(3, 2, 2)))
     names = [layer.name for layer in model.layers]
     assert names == ["frames", "normalize", "block_1", "block_2", "block_3", *HEAD]
-    assert [block.name for block in body_blocks(model)] == ["block_1", "block_2", "block_3"]
-    assert [layer.name for layer in head_layers(model)] == HEAD
+    assert [block.name for block in Backbone(model).blocks] == ["block_1", "block_2", "block_3"]
+    assert [layer.name for layer in Backbone(model).head_layers] == HEAD
     assert block_name(4) == "block_4"
     # Every block keeps the sequence, so the body can be cut after any block.
-    for block in body_blocks(model):
+    for block in Backbone(model).blocks:
         assert block.output.shape[:2] == (None, FRAMES_1D[0])
-    assert [block.get_layer("convlstm").filters for block in body_blocks(model)] == [3, 2, 2]
+    assert [block.get_layer("convlstm").filters for block in Backbone(model).blocks] == [3, 2, 2]
 
 
 @pytest.mark.parametrize("frame_shape, kernel", [(FRAMES_1D, (1, 5)), (FRAMES_2D, (5, 5))])
 def test_kernel_is_1_by_k_for_1d_frames_else_k_by_k(frame_shape, kernel):
     assert kernel_for(frame_shape, 5) == kernel
     model = _build(_small(kernel_size=5), frame_shape=frame_shape)
-    for block in body_blocks(model):
+    for block in Backbone(model).blocks:
         convlstm = block.get_layer("convlstm")
         assert tuple(convlstm.kernel_size) == kernel
         assert tuple(convlstm.kernel.shape[:2]) == kernel
@@ -73,7 +74,7 @@ def test_blocks_without_pool_or_dropout_by_default():
 @pytest.mark.parametrize("frame_shape, pooled", [(FRAMES_1D, (1, 4)), (FRAMES_2D, (3, 3))])
 def test_pool_and_dropout_layers(frame_shape, pooled):
     model = _build(_small(pool_size=2, block_dropout=0.2), frame_shape=frame_shape)
-    for block in body_blocks(model):
+    for block in Backbone(model).blocks:
         assert [layer.name for layer in block.layers] == ["convlstm", "batch_norm", "pool", "dropout"]
         assert block.get_layer("dropout").rate == pytest.approx(0.2)
     # H == 1 frames are pooled along W only.
@@ -142,7 +143,7 @@ def test_token_model_starts_with_an_embedding():
     assert model.get_layer("embedding").output.shape == (None, 3, 1, 5, 7)
     assert model.get_layer("embedding").get_weights()[0].shape == (11, 7)
     # (1, k) kernels: a sentence is a 1-D frame of word vectors.
-    assert tuple(body_blocks(model)[0].get_layer("convlstm").kernel_size) == (1, 3)
+    assert tuple(Backbone(model).blocks[0].get_layer("convlstm").kernel_size) == (1, 3)
     ids = np.random.default_rng(0).integers(0, 11, size=(2, 3, 1, 5, 1)).astype("int32")
     assert model.predict(ids, verbose=0).shape == (2, 4)
 

@@ -5,16 +5,16 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import FRAMES_2D, write_tiny
 
+from conftest import FRAMES_2D, write_tiny
 from convlstm_tl.cli import run_main
+from convlstm_tl.cli.train import PROG, main
 from convlstm_tl.config import ModelConfig, PretrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.models.classifier import block_name
 from convlstm_tl.models.autoencoder import build_autoencoder
+from convlstm_tl.models.classifier import block_name
 from convlstm_tl.models.losses import FramePredictionLoss
 from convlstm_tl.training.pretrain import baseline_loss, pretrain
-from convlstm_tl.cli.train import PROG, main
 from convlstm_tl.training.transfer import transfer
 
 TINY_MODEL = ModelConfig(filters=(4, 4), head_units=8)

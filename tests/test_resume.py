@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from conftest import write_tiny
-from convlstm_tl.training import checkpoint as checkpoint_module
-from convlstm_tl.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from convlstm_tl.config import AugmentConfig, ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.errors import ConfigError, Interrupted, RunError
-from convlstm_tl.runs.directory import RUN_FILES
+from convlstm_tl.runs.directory import CHECKPOINT_FILE, RUN_FILES
+from convlstm_tl.training import checkpoint as checkpoint_module
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.source import train_source
 from convlstm_tl.training.transfer import transfer
 
@@ -29,8 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m convlstm_tl.train"
 # Dropout, recurrent dropout and jitter make every RNG matter.
 MODEL = ModelConfig(filters=(4,), head_units=8, head_dropout=0.25, block_dropout=0.2)
-# Settings of the reference runs: (patience, lr); at lr 0.1 with patience 1 early stopping ends training
-# after 2 of 6 epochs, so a resume from epoch 1 must restore its state (best loss, wait, best weights).
+# Settings of the reference runs: (patience, lr); at lr 0.3 with patience 1 early stopping ends training
+# after 5 of 6 epochs, so a resume from epoch 4 must restore its state (best loss, wait, best weights).
 REFERENCES = ((0, 1e-2), (1, 0.3))
 COMPARED = ("accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class", "epochs_run")
 

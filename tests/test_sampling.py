@@ -13,9 +13,9 @@ from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.data.format import SplitArrays
 from convlstm_tl.data.reader import read_labels
 from convlstm_tl.data.stats import channel_stats
+from convlstm_tl.data.subsets import labelled_subset, subsample
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.data.subsets import labelled_subset, subsample
 from convlstm_tl.training.source import train_source
 
 N_CLASSES = 4

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 
 from conftest import CLASS_NAMES, FRAMES_1D, SPLIT_SIZES, write_tiny
-from convlstm_tl.training import source as training
+from convlstm_tl.cli.train import build_config, parse_args
 from convlstm_tl.config import ModelConfig, TrainConfig
-from convlstm_tl.jsonio import to_dict
-from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.reader import read_split
+from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.data.stats import channel_stats
 from convlstm_tl.errors import DomainFileError, RunError
 from convlstm_tl.evaluation.metrics import classification_metrics
+from convlstm_tl.jsonio import to_dict
 from convlstm_tl.runs.directory import RUN_FILES
-from convlstm_tl.cli.train import build_config, parse_args
+from convlstm_tl.training import source as source_module
 from convlstm_tl.training.source import train_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def test_train_2d_frames(tiny_domain_2d, tmp_path):
 
 def test_train_source_refuses_existing_run_before_training(shared_domain, tmp_path, monkeypatch):
     (tmp_path / "runs" / "Tiny").mkdir(parents=True)
-    monkeypatch.setattr(training, "build_classifier", _must_not_be_called)
+    monkeypatch.setattr(source_module, "build_classifier", _must_not_be_called)
     with pytest.raises(RunError, match="already exists"):
         train_source(_config(shared_domain, tmp_path / "runs"), verbose=0)
     assert _entries(tmp_path / "runs" / "Tiny") == []
@@ -187,7 +187,7 @@ def test_failure_during_training_leaves_no_run(shared_domain, tmp_path, monkeypa
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(training, "fit", broken_fit)
+    monkeypatch.setattr(source_module, "fit", broken_fit)
     with pytest.raises(RuntimeError, match="out of memory"):
         train_source(_config(shared_domain, tmp_path / "runs"), verbose=0)
     assert _entries(tmp_path / "runs") == []

@@ -19,23 +19,23 @@ import numpy as np
 import pytest
 
 import convlstm_tl.training.transfer as transfer_module
+from convlstm_tl.cli.train import build_transfer_config, parse_args
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.data.format import SplitArrays
 from convlstm_tl.data.reader import read_labels, read_sampling_units, read_split
 from convlstm_tl.data.stats import channel_stats
+from convlstm_tl.data.subsets import subsample
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import ConfigError, RunError, UserError
-from convlstm_tl.models.classifier import block_name, body_blocks, build_classifier, head_layers, load_model
-from convlstm_tl.data.subsets import subsample
-from convlstm_tl.cli.train import build_transfer_config, parse_args
-from convlstm_tl.training.source import train_source
 from convlstm_tl.jsonio import to_dict
-from convlstm_tl.models.backbone import Backbone
+from convlstm_tl.models.backbone import Backbone, block_name
+from convlstm_tl.models.classifier import build_classifier, load_model
 from convlstm_tl.models.optimizers import LayerRateAdam
 from convlstm_tl.runs.resolve import Run, load_run
-from convlstm_tl.training.transfer import transfer
 from convlstm_tl.strategies.recipe import build_transfer_model, compile_for_phase, init_head_from_source, set_phase
 from convlstm_tl.strategies.registry import Phase, parse_strategy
+from convlstm_tl.training.source import train_source
+from convlstm_tl.training.transfer import transfer
 
 
 def _run(path, model_config, model, class_names=()):
@@ -131,7 +131,7 @@ def fake_source(tmp_path_factory):
     """
     model = build_classifier(SOURCE_MODEL, frame_shape=FRAMES, n_classes=len(SOURCE_CLASSES),
                              mean=np.zeros(2), variance=np.ones(2))
-    for block in body_blocks(model):
+    for block in Backbone(model).blocks:
         block.set_weights([w + 0.5 for w in block.get_weights()])
     return _run(tmp_path_factory.mktemp("fake") / "Fake", SOURCE_MODEL, model)
 
@@ -141,7 +141,7 @@ def _x(n=16, seed=0, frame_shape=FRAMES):
 
 
 def _build(source, spec, n_classes=len(TARGET_CLASSES)):
-    strategy = parse_strategy(spec, len(body_blocks(source.model)), head_epochs=1)
+    strategy = parse_strategy(spec, len(Backbone(source.model).blocks), head_epochs=1)
     model = build_transfer_model(source, strategy, frame_shape=FRAMES, n_classes=n_classes, mean=np.zeros(2),
                                  variance=np.ones(2))
     return strategy, model
@@ -165,7 +165,7 @@ def _paths(model, block, layer, names=None):
 
 
 def _head_paths(model):
-    return {w.path for layer in head_layers(model) for w in layer.weights}
+    return {w.path for layer in Backbone(model).head_layers for w in layer.weights}
 
 
 def _expected_trainable(model, spec, blocks):
@@ -173,7 +173,7 @@ def _expected_trainable(model, spec, blocks):
     ConvLSTM weights (restored BatchNorm never trains), or everything trainable
     in the body for scratch."""
     expected = _head_paths(model)
-    for index in range(1, len(body_blocks(model)) + 1):
+    for index in range(1, len(Backbone(model).blocks) + 1):
         if spec == "scratch":
             expected |= _paths(model, index, "convlstm") | _paths(model, index, "batch_norm", ("gamma", "beta"))
         elif index in blocks:
@@ -245,7 +245,7 @@ def test_build_keeps_exactly_the_first_k_blocks_restored(fake_source, spec, bloc
 
 def test_scratch_keeps_the_architecture_but_not_the_weights(fake_source):
     _, model = _build(fake_source, "scratch")
-    assert [b.name for b in body_blocks(model)] == ["block_1", "block_2"]
+    assert [b.name for b in Backbone(model).blocks] == ["block_1", "block_2"]
     for index in (1, 2):
         mine = _layer_weights(model, block_name(index), "convlstm")
         theirs = _layer_weights(fake_source.model, block_name(index), "convlstm")
@@ -264,7 +264,7 @@ def test_build_uses_the_given_normalization(fake_source):
 def test_channel_mismatch_names_both_shapes(fake_source):
     from types import SimpleNamespace
 
-    from convlstm_tl.training.plans import check_same_input
+    from convlstm_tl.evaluation.alignment import check_same_input
 
     strategy = parse_strategy("freeze", 2)
     target = SimpleNamespace(domain="Tgt3ch", kind="frames", vocab=(), frame_shape=(4, 1, 8, 3))
@@ -283,7 +283,7 @@ def test_set_phase_makes_exactly_the_phase_blocks_trainable(fake_source, spec):
     for phase, blocks in zip(strategy.phases, PHASE_BLOCKS[spec], strict=True):
         set_phase(model, strategy, phase)
         assert {w.path for w in model.trainable_weights} == _expected_trainable(model, spec, blocks)
-        for block in body_blocks(model):
+        for block in Backbone(model).blocks:
             # Restored BatchNorm stays frozen, so it runs in inference mode.
             assert block.get_layer("batch_norm").trainable == (spec == "scratch")
 
@@ -382,14 +382,14 @@ def test_cached_features_and_head_predict_like_the_full_model(fake_source, spec,
     assert features.shape == (10, *model.get_layer(block_name(keep)).output.shape[1:])
     # A second model whose head got the first one's head weights.
     _, other = _build(fake_source, spec)
-    for layer in head_layers(model):
+    for layer in Backbone(model).head_layers:
         other.get_layer(layer.name).set_weights(layer.get_weights())
     cached = Backbone(model).head(features.shape[1:]).predict(features, verbose=0)
     np.testing.assert_allclose(cached, model.predict(x, verbose=0), atol=1e-5)
     np.testing.assert_allclose(cached, other.predict(x, verbose=0), atol=1e-5)
     # The head model shares (not copies) the head's weights.
     shared = {id(w) for w in Backbone(model).head(features.shape[1:]).weights}
-    assert shared == {id(w) for layer in head_layers(model) for w in layer.weights}
+    assert shared == {id(w) for layer in Backbone(model).head_layers for w in layer.weights}
 
 
 def test_frozen_body_runs_in_inference_mode(fake_source):
@@ -527,7 +527,7 @@ def test_restored_strategies_start_from_the_source_weights(world, run_transfer, 
 def test_frozen_weights_are_bit_identical_and_trained_blocks_move(world, run_transfer, spec):
     model = run_transfer(spec).result.model
     trained = set().union(*PHASE_BLOCKS[spec])
-    for block in body_blocks(model):
+    for block in Backbone(model).blocks:
         index = int(block.name.split("_")[1])
         conv, source_conv = _layer_weights(model, block.name, "convlstm"), _source_layer(world, index, "convlstm")
         bn, source_bn = _layer_weights(model, block.name, "batch_norm"), _source_layer(world, index, "batch_norm")
@@ -770,7 +770,7 @@ def test_head_init_source_starts_as_the_source_model(fake_source):
     source = _with_classes(fake_source, SOURCE_CLASSES)
     strategy, model = _build(source, "freeze", n_classes=len(SOURCE_CLASSES))
     init_head_from_source(model, source, strategy, SOURCE_CLASSES)
-    for layer in head_layers(model):
+    for layer in Backbone(model).head_layers:
         assert _equal(layer.get_weights(), source.model.get_layer(layer.name).get_weights())
     x = _x()
     np.testing.assert_allclose(model.predict(x, verbose=0), source.model.predict(x, verbose=0), atol=1e-6)
@@ -806,6 +806,6 @@ def test_head_init_source_keeps_the_start_when_no_epoch_beats_it(world):
                                      runs_dir=str(world.root / "runs-keep-start"), epochs=2, batch_size=16, lr=1e3,
                                      patience=0), verbose=0)
     source_model = load_model(world.source_dir / "model.keras")
-    for layer in head_layers(result.model):
+    for layer in Backbone(result.model).head_layers:
         assert _equal(layer.get_weights(), source_model.get_layer(layer.name).get_weights()), layer.name
     assert len(result.history["val_loss"]) == 2

@@ -12,9 +12,12 @@ import json
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
-from convlstm_tl.config import MAX_INT32, NORMALIZATIONS, check_domain_name, check_range, check_seed
+from convlstm_tl.config import NORMALIZATIONS
 
 PROG = "python -m convlstm_tl.advise"
+# config field -> flag, for error lines (see convlstm_tl.cli.run_main)
+FLAGS = {"target": "--target", "source_run": "--source", "target_fraction": "--target-fraction",
+         "target_per_class": "--target-per-class", "normalization": "--normalization", "seed": "--seed"}
 
 
 def parse_args(argv=None):
@@ -35,13 +38,6 @@ def parse_args(argv=None):
     parser.add_argument("--json", action="store_true", help="print the advice as JSON")
     parser.add_argument("--quiet", action="store_true", help="no log lines")
     args = parser.parse_args(argv)
-    # The bounds a transfer's config has, checked where the transfer's are.
-    if args.target_fraction is not None:
-        check_range("target_fraction", args.target_fraction, 0.0, 1.0, low_open=True)
-    if args.target_per_class is not None:
-        check_range("target_per_class", args.target_per_class, 1, MAX_INT32)
-    check_seed(args.seed)
-    check_domain_name(args.target)
     return args
 
 
@@ -67,12 +63,14 @@ def main(argv=None):
     configure_logging(args.quiet)
     from convlstm_tl.data.format import find_domain, open_domain
     from convlstm_tl.runs.resolve import resolve_run
+    from convlstm_tl.strategies.advisor import advise_transfer, check_advice_options  # no backend at import
 
     # Check the cheap things before paying for the backend's start-up.
+    check_advice_options(args.source, args.target, target_fraction=args.target_fraction,
+                         target_per_class=args.target_per_class, normalization=args.normalization, seed=args.seed)
     open_domain(find_domain(args.target, args.data_dir))
     resolve_run(args.source, args.runs_dir)
     import_backend_quietly()
-    from convlstm_tl.strategies.advisor import advise_transfer
 
     advice = advise_transfer(args.source, args.target, data_dir=args.data_dir, runs_dir=args.runs_dir,
                              target_fraction=args.target_fraction, target_per_class=args.target_per_class,
@@ -83,7 +81,7 @@ def main(argv=None):
 
 def cli():
     """Console-script entry point."""
-    sys.exit(run_main(main, prog=PROG))
+    sys.exit(run_main(main, prog=PROG, flags=FLAGS))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_qu
 from convlstm_tl.data.format import SPLITS
 
 PROG = "python -m convlstm_tl.evaluate"
+# config field -> flag, for error lines (see convlstm_tl.cli.run_main)
+FLAGS = {"out_dir": "--out", "batch_size": "--batch-size", "split": "--split"}
 
 
 def parse_args(argv=None):
@@ -63,7 +65,7 @@ def main(argv=None):
 
 def cli():
     """Console-script entry point."""
-    sys.exit(run_main(main, prog=PROG))
+    sys.exit(run_main(main, prog=PROG, flags=FLAGS))
 
 
 if __name__ == "__main__":

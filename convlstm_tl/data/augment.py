@@ -41,9 +41,10 @@ def check_fits(config, n_channels):
     channels = list(config.vector_channels) or list(range(n_channels))
     if len(channels) % 3 or max(channels) >= n_channels:
         raise ConfigError(
-            f"--augment-rotate turns 3-D vectors, but the frames have {n_channels} channels;"
-            f" give --vector-channels in groups of 3 below {n_channels}."
-            f" Received: vector_channels={tuple(config.vector_channels) or 'all'}"
+            f"augment rotate turns 3-D vectors, but the frames have {n_channels} channels;"
+            f" give vector_channels in groups of 3 below {n_channels}."
+            f" Received: vector_channels={tuple(config.vector_channels) or 'all'}",
+            field=("rotate", "vector_channels"),
         )
 
 

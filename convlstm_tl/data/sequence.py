@@ -3,6 +3,9 @@
 :class:`DomainSequence` is a backend-neutral ``keras.utils.PyDataset``: it
 opens the HDF5 file lazily (once per worker process), reads only the samples
 of the batch it is asked for, and shuffles reproducibly from a seed.
+:class:`ArraySequence` batches in-memory arrays (cached body features) the
+same way, and :class:`FrameSequence` yields frames with their normalized
+selves, the targets of the pretraining autoencoder.
 """
 
 import math
@@ -170,3 +173,38 @@ class ArraySequence(_SeededEpochs):
 
     def _order_for_epoch(self, epoch):
         return epoch_order(len(self.y), shuffle=self.shuffle, seed=self.seed, epoch=epoch)
+
+
+class FrameSequence(keras.utils.PyDataset):
+    """Batches ``(frames, normalized frames)`` of a split: the autoencoder's inputs and targets.
+
+    Wraps a :class:`~convlstm_tl.data.sequence.DomainSequence` (labels unused) and
+    keeps its seeded per-epoch order.
+
+    Args:
+        path: the domain file.
+        split: the split.
+        mean: per-channel mean ``(C,)`` the targets are normalized with.
+        variance: per-channel variance ``(C,)``.
+        **kwargs: ``batch_size``, ``shuffle``, ``seed`` of ``DomainSequence``.
+    """
+
+    def __init__(self, path, split, *, mean, variance, **kwargs):
+        super().__init__()
+        self.frames = DomainSequence(path, split, with_labels=False, **kwargs)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.sqrt(np.where(np.asarray(variance) > 0, variance, 1.0)).astype(np.float32)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        x = np.asarray(self.frames[index], dtype=np.float32)
+        return x, (x - self.mean) / self.std
+
+    def on_epoch_end(self):
+        self.frames.on_epoch_end()
+
+    def set_epoch(self, epoch):
+        """Put the sequence in the state it has at the start of ``epoch``."""
+        self.frames.set_epoch(epoch)

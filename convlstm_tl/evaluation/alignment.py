@@ -13,7 +13,9 @@ domains mean different things, so predictions are aligned **by class name**
 A model can also only read inputs like those it was trained on:
 :func:`frame_shape_problem` and :func:`input_problem` say why it cannot
 (frame shapes; frames vs token ids and the vocabulary), and
-:func:`check_inputs` turns either into a :class:`UserError`.
+:func:`check_inputs` turns either into a :class:`UserError`. A transfer asks
+the same of a source body and a target (:func:`check_same_input`: kind,
+vocabulary and channels; time and space may differ).
 """
 
 import numpy as np
@@ -165,7 +167,7 @@ def check_inputs(run, model_shape, name, info):
     Raises:
         UserError: saying why (input kind, vocabulary or frame shape).
     """
-    problem = input_problem(run.config["domain"], info)
+    problem = input_problem(run.domain, info)
     if problem is not None:
         raise UserError(f"run {run.label} cannot read domain {name}: {problem}")
     problem = frame_shape_problem(model_shape, info.frame_shape)
@@ -175,3 +177,35 @@ def check_inputs(run, model_shape, name, info):
             f" frames like those it was trained on. Received: model input {tuple(model_shape)},"
             f" domain frames {tuple(info.frame_shape)}"
         )
+
+
+def check_same_input(source_name, source_domain, target_info, strategy):
+    """Refuse a target whose input the source body cannot read.
+
+    Frames and token ids do not mix, and a restored embedding maps the
+    source's token ids, so a tokens target must also use the source's
+    vocabulary (:func:`input_problem`);
+    the body's first convolution takes the source's number of channels.
+
+    Args:
+        source_name: the source run's name, for the message.
+        source_domain: the ``domain`` record of the source run (or of the
+            domain a grid will train it on, :func:`~convlstm_tl.training.inputs.domain_record`).
+        target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
+        strategy: the :class:`~convlstm_tl.strategies.registry.Strategy`.
+
+    Raises:
+        UserError: saying what differs and how to rebuild the target.
+    """
+    record = dict(source_domain)
+    if not strategy.restore:  # a body trained from scratch reads any ids of the same kind
+        record.pop("vocab_fingerprint", None)
+        record.pop("vocab_size", None)
+    problem = input_problem(record, target_info)
+    if problem is not None:
+        raise UserError(f"the source run {source_name} cannot read the target {target_info.domain}: {problem}")
+    channels, target_channels = record["frame_shape"][-1], target_info.frame_shape[-1]
+    if channels != target_channels:
+        raise UserError(f"the target {target_info.domain}'s frames {tuple(target_info.frame_shape)} have"
+                        f" {target_channels} channels but the source body takes {channels} (source frames"
+                        f" {tuple(record['frame_shape'])}); transfer needs the same channels")

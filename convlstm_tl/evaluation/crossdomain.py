@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from convlstm_tl.jsonio import load_json
-from convlstm_tl.errors import ConfigError, RunError
+from convlstm_tl.errors import RunError
 from convlstm_tl.evaluation.alignment import align_predictions, check_inputs, class_alignment
 from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
 from convlstm_tl.evaluation.plan import plan_evaluation
@@ -157,7 +156,7 @@ def evaluate_plan(plan, *, batch_size=128, progress=True):
         results=results,
         forgetting=forgetting,
         extra_runs=[run.label for run in plan.extra_runs],
-        runs_info={run.label: {"path": str(run.path), "kind": run.kind, "domain": run.domain,
+        runs_info={run.label: {"path": str(run.path), "kind": run.kind, "domain": run.domain_name,
                                "class_names": run.class_names, "source_run": run.source_run}
                    for run in (*plan.runs, *plan.extra_runs)},
         domains_info={name: {"path": str(info.path), "domain": info.domain, "class_names": list(info.class_names),
@@ -183,7 +182,7 @@ def _score(run, name, info, split, y_true, probabilities, seconds):
                                                      f" {names}")
         return cell, report_header(run.label, name, split, cell)
     metrics = classification_metrics(y_true_sub, y_pred_sub, names, domain=name)
-    cell = {"run": run.label, "split": split, **metrics, "train_seconds": _train_seconds(run),
+    cell = {"run": run.label, "split": split, **metrics, "train_seconds": run.metrics.get("train_seconds"),
             "eval_seconds": round(seconds, 3), "class_alignment": alignment}
     report = report_header(run.label, name, split, cell) + classification_report_text(y_true_sub, y_pred_sub, names)
     return cell, report
@@ -193,14 +192,6 @@ def _na_cell(run, name, split, alignment, reason):
     cell = {"run": run.label, "split": split, **{key: None for key in METRIC_KEYS}}
     cell.update(domain=name, reason=reason, class_alignment=alignment)
     return cell
-
-
-def _train_seconds(run):
-    path = run.path / "metrics.json"
-    try:
-        return load_json(path).get("train_seconds") if path.is_file() else None
-    except ConfigError:
-        return None
 
 
 def _forgetting(plan, entry, results, outputs):

@@ -13,49 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convlstm_tl.data.format import SPLITS, DomainInfo, find_domain, open_domain
-from convlstm_tl.errors import ConfigError, RunError, UserError
+from convlstm_tl.errors import RunError, UserError
 from convlstm_tl.evaluation.alignment import check_inputs, frame_shape_problem
-from convlstm_tl.runs.directory import find_run
-from convlstm_tl.runs.record import load_run_record
+from convlstm_tl.runs.resolve import Run, load_run
 
 
 @dataclass
-class RunEntry:
-    """A run to evaluate, read from its ``config.json`` (no model loaded).
+class RunEntry(Run):
+    """A run to evaluate: its record (no model loaded), its row name, and whether it was asked for.
 
     Attributes:
         label: the run's row name (its folder name, made unique).
-        path: the run directory, resolved.
-        config: the run's ``config.json``.
         listed: whether the caller asked for it; source runs added for
             forgetting are not listed.
     """
 
-    label: str
-    path: Path
-    config: dict
+    label: str = ""
     listed: bool = True
-
-    @property
-    def kind(self):
-        return self.config.get("kind", "source")
-
-    @property
-    def class_names(self):
-        return [str(name) for name in self.config["domain"]["class_names"]]
-
-    @property
-    def domain(self):
-        return self.config["domain"].get("name", "")
-
-    @property
-    def frame_shape(self):
-        shape = self.config["domain"].get("frame_shape")
-        return tuple(shape) if shape is not None else None
-
-    @property
-    def source_run(self):
-        return self.config.get("source_run")
 
 
 @dataclass
@@ -86,16 +60,12 @@ class EvaluationPlan:
 
 
 def read_run(path, *, label=None, listed=True):
-    """Check a run directory and read its ``config.json`` into a :class:`RunEntry`."""
-    path = find_run(Path(path).parent, Path(path).name).resolve()
-    try:
-        config = load_run_record(path)
-    except ConfigError as error:
-        raise RunError(f"run {path}: {error}") from None
-    domain = config.get("domain") if isinstance(config, dict) else None
-    if not isinstance(domain, dict) or not isinstance(domain.get("class_names"), list):
-        raise RunError(f"{path / 'config.json'} does not record the domain's class_names; train the run again")
-    return RunEntry(label=label or path.name, path=path, config=config, listed=listed)
+    """Check a run directory and read its record into a :class:`RunEntry` (see :func:`convlstm_tl.runs.resolve.load_run`)."""
+    run = load_run(path, with_model=False)
+    if not run.class_names:
+        raise RunError(f"run {run.path} has no classes (a {run.kind} run predicts none); evaluate classifier runs")
+    return RunEntry(path=run.path.resolve(), record=run.record, metrics=run.metrics, label=label or run.name,
+                    listed=listed)
 
 
 def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
@@ -142,8 +112,7 @@ def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
         for name, info in infos.items():
             # config.json records the frames the model was built for; the
             # loaded model is checked again before predicting.
-            if run.frame_shape is not None:
-                check_inputs(run, run.frame_shape, name, info)
+            check_inputs(run, run.frame_shape, name, info)
 
     plan = EvaluationPlan(runs=runs, domains=infos, split=split)
     plan.pairs = [(run.label, name) for run in runs for name in infos]
@@ -166,13 +135,12 @@ def _plan_forgetting(plan, run, labels):
         except RunError as error:
             return {**entry, "reason": f"source run unavailable: {error}"}
         source.label = _unique_label(source.path, labels)
-    domain = _find_column(plan.domains, source.domain)
-    entry.update(source_run=source.label, source_domain=source.domain)
+    domain = _find_column(plan.domains, source.domain_name)
+    entry.update(source_run=source.label, source_domain=source.domain_name)
     if domain is None:
-        return {**entry, "reason": f"the source domain {source.domain} is not among the evaluated domains; add it"
+        return {**entry, "reason": f"the source domain {source.domain_name} is not among the evaluated domains; add it"
                                    " to measure forgetting"}
-    if source.frame_shape is not None and frame_shape_problem(source.frame_shape,
-                                                              plan.domains[domain].frame_shape):
+    if frame_shape_problem(source.frame_shape, plan.domains[domain].frame_shape):
         return {**entry, "reason": f"source run {source.label} cannot take the frames of {domain}"}
     if not source.listed and source not in plan.extra_runs:
         labels.add(source.label)

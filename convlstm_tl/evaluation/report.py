@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from convlstm_tl.jsonio import save_json
 from convlstm_tl.errors import UserError
 from convlstm_tl.files import give_usual_permissions, replace_folder
+from convlstm_tl.jsonio import save_json
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +103,23 @@ def check_output_dir(out_dir):
     """
     out_dir = Path(out_dir)
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise UserError(f"{out_dir} exists and is not a folder; pass another --out")
+        raise UserError(f"{out_dir} exists and is not a folder; choose another output folder", field="out_dir")
     if out_dir.exists():
         try:
             foreign = sorted(entry.name for entry in out_dir.iterdir()
                              if not (_OUTPUT_FILE.fullmatch(entry.name) and entry.is_file()
                                      and not entry.is_symlink()))
         except OSError as error:
-            raise UserError(f"cannot read {out_dir}: {error.strerror}; pass another --out") from None
+            raise UserError(f"cannot read {out_dir}: {error.strerror}; choose another output folder",
+                            field="out_dir") from None
         if foreign:
             raise UserError(f"{out_dir} holds files that are not an earlier evaluation's (e.g. {foreign[0]});"
-                            " pass --out with a new or empty folder")
+                            " choose a new or empty output folder", field="out_dir")
     parent = out_dir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write in {parent}; pass --out with a folder you can write")
+        raise UserError(f"cannot write in {parent}; choose an output folder you can write", field="out_dir")
     return out_dir
 
 
@@ -142,7 +143,8 @@ def write_evaluation(evaluation, out_dir):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
     except OSError as error:
-        raise UserError(f"cannot write {out_dir}: {error.strerror}; pass --out with a folder you can write") from None
+        raise UserError(f"cannot write {out_dir}: {error.strerror}; choose an output folder you can write",
+                        field="out_dir") from None
     try:
         give_usual_permissions(tmp)
         save_json(tmp / "evaluation.json", evaluation.to_dict())

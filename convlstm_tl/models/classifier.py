@@ -24,7 +24,7 @@ every other layer is stock Keras. The fast layer is registered as
 import keras
 import numpy as np
 
-from convlstm_tl.models.backbone import EMBEDDING, HEAD_PREFIX, NORMALIZE, Backbone, block_name
+from convlstm_tl.models.backbone import EMBEDDING, HEAD_PREFIX, NORMALIZE, block_name
 from convlstm_tl.models.layers import FastConvLSTM2D
 
 
@@ -145,26 +145,6 @@ def _token_front_end(config, frame_shape, vocab_size):
     return inputs, x
 
 
-def has_embedding(model):
-    """Whether the model starts with a token embedding (see :class:`Backbone`)."""
-    return Backbone(model).has_embedding
-
-
-def block_kernel(model):
-    """The ConvLSTM kernel size of the model's body (see :class:`Backbone`)."""
-    return Backbone(model).kernel
-
-
-def body_blocks(model):
-    """The model's body blocks in order (see :class:`Backbone`)."""
-    return Backbone(model).blocks
-
-
-def head_layers(model):
-    """The model's head layers (see :class:`Backbone`)."""
-    return Backbone(model).head_layers
-
-
 def load_model(path):
     """Load a saved classifier (``model.keras``) without its optimizer.
 
@@ -175,9 +155,9 @@ def load_model(path):
     Raises:
         RunError: for a missing, truncated or foreign file, one line.
     """
-    from convlstm_tl.errors import RunError
-
     import warnings
+
+    from convlstm_tl.errors import RunError
 
     # Keras warns (e.g. "Skipping nested container") before it fails on a file
     # it cannot read; the failure is one line of its own, so those warnings

@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 from convlstm_tl.config import RUN_CONTROL_KEYS
-from convlstm_tl.jsonio import load_json, save_json
 from convlstm_tl.errors import Interrupted, RunError, UserError
 from convlstm_tl.files import OLD_PREFIX, discard_folder, replace_folder
+from convlstm_tl.jsonio import load_json, save_json
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class RunDirectory:
             return Interrupted(f"interrupted{resume}, continue with --resume") if kept else None
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
             how = "free some space, then continue with --resume" if kept else \
-                "free some space or pass --runs-dir with a folder you can write"
+                "free some space or choose a runs folder you can write"
             return RunError(f"cannot write run {self.final_path}: {exc.strerror}{resume}: {how}")
         if isinstance(exc, UserError):
             return type(exc)(f"{_first_line(exc)}{resume}: fix this, then continue with --resume") if kept else None
@@ -198,8 +198,9 @@ class RunDirectory:
                              and saved.get(key) != given.get(key))
             if changed:
                 key = changed[0]
-                raise RunError(f"--resume needs the settings of the interrupted run {self.name}, but {key} was"
-                               f" {saved.get(key)!r} and is now {given.get(key)!r}; drop the changed options")
+                raise RunError(f"resume needs the settings of the interrupted run {self.name}, but {key} was"
+                               f" {saved.get(key)!r} and is now {given.get(key)!r}; give the settings it had",
+                               field=key)
         save_json(path, run_config)
 
     def _finish(self):
@@ -213,8 +214,9 @@ class RunDirectory:
                 shutil.rmtree(self.path, ignore_errors=True)
                 raise RunError(f"run {self.final_path} appeared while training; set overwrite to replace it",
                                field="overwrite")
+            # A resumed run publishes over it (see the condition above).
             raise RunError(f"run {self.final_path} appeared while training; the trained run is kept in"
-                           f" {self.path}: continue with --resume --overwrite to replace it")
+                           f" {self.path}: continue it with resume to replace that run", field="resume")
         try:
             _mark_complete(self.path)
             publish_complete(self.path, self.final_path)

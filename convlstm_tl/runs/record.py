@@ -24,8 +24,8 @@ import math
 from pathlib import Path
 
 from convlstm_tl.config import ModelConfig
-from convlstm_tl.jsonio import from_dict, load_json, to_dict
 from convlstm_tl.errors import ConfigError, RunError
+from convlstm_tl.jsonio import from_dict, load_json, to_dict
 
 RUN_KINDS = ("source", "transfer", "pretrain")
 DOMAIN_KINDS = ("frames", "tokens")
@@ -135,17 +135,17 @@ def model_config(record):
 
 
 def _check_model(record, config):
-    if "model" in record:
-        data, field = record["model"], "model"
-    elif "model" in config:
-        data, field = config["model"], "config.model"
-    else:
+    """Check the architecture wherever the record holds one (source runs: also inside ``config``)."""
+    found = [(data, field) for data, field in ((record.get("model"), "model"), (config.get("model"), "config.model"))
+             if data is not None]
+    if not found:
         raise _FieldError("model", "is missing (the architecture of the run)")
-    try:
-        from_dict(ModelConfig, data, where=field).validate()
-    except ConfigError as error:
-        # from_dict names the nested key itself; say it once, as this field.
-        raise _FieldError(field, f"is not a model config ({error})") from None
+    for data, field in found:
+        try:
+            from_dict(ModelConfig, data, where=field).validate()
+        except ConfigError as error:
+            # from_dict names the nested key itself; say it once, as this field.
+            raise _FieldError(field, f"is not a model config ({error})") from None
 
 
 def _check_normalization(stats, *, channels):

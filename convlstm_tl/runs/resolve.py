@@ -9,8 +9,8 @@ or the path of a run folder anywhere. :func:`resolve_run` is that rule;
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convlstm_tl.jsonio import load_json
 from convlstm_tl.errors import ConfigError, RunError
+from convlstm_tl.jsonio import load_json
 from convlstm_tl.runs.directory import find_run
 from convlstm_tl.runs.record import load_run_record, model_config
 
@@ -48,6 +48,7 @@ class Run:
 
     @property
     def name(self):
+        """The run's folder name."""
         return self.path.name
 
     @property
@@ -64,6 +65,16 @@ class Run:
     def domain(self):
         """The record of the domain the run was trained on (name, class names, frame shape, ...)."""
         return self.record["domain"]
+
+    @property
+    def domain_name(self):
+        """The name of the domain the run was trained on."""
+        return self.domain.get("name", "")
+
+    @property
+    def source_run(self):
+        """A transfer's recorded source run folder (None for other kinds)."""
+        return self.record.get("source_run")
 
     @property
     def class_names(self):

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from convlstm_tl.config import TransferConfig
 from convlstm_tl.data.format import domain_path, find_domain, open_domain
 from convlstm_tl.data.reader import read_labels
-from convlstm_tl.errors import DomainFileError
 from convlstm_tl.data.subsets import labelled_subset
+from convlstm_tl.errors import DomainFileError
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +245,9 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     Returns:
         A :class:`DomainDistance`.
     """
-    from convlstm_tl.training.plans import check_same_input
     from convlstm_tl.strategies.recipe import build_transfer_model, transfer_inputs
     from convlstm_tl.strategies.registry import parse_strategy
+    from convlstm_tl.evaluation.alignment import check_same_input
 
     strategy = parse_strategy("freeze", source.n_blocks)
     check_same_input(source.name, source.domain, target_info, strategy)
@@ -286,8 +287,19 @@ def labelled_count(target_info, *, target_fraction=None, target_per_class=None, 
     return len(indices)
 
 
-def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", target_fraction=None, target_per_class=None,
-           normalization="target", seed=0, distance=None):
+def check_advice_options(source_run, target, *, target_fraction=None, target_per_class=None,
+                         normalization="target", seed=0):
+    """Refuse options a transfer with the same settings would refuse: the rule is the transfer config's.
+
+    Raises:
+        ConfigError: naming the field.
+    """
+    TransferConfig(target=target, source_run=str(source_run), target_fraction=target_fraction,
+                   target_per_class=target_per_class, normalization=normalization, seed=seed).validate()
+
+
+def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", target_fraction=None,
+                    target_per_class=None, normalization="target", seed=0, distance=None):
     """Recommend a transfer strategy from ``source_run`` to the domain ``target``.
 
     Args:
@@ -308,6 +320,8 @@ def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", targe
     """
     from convlstm_tl.runs.resolve import load_run
 
+    check_advice_options(source_run, target, target_fraction=target_fraction, target_per_class=target_per_class,
+                         normalization=normalization, seed=seed)
     source = load_run(source_run, runs_dir)
     target_info = open_domain(find_domain(target, data_dir))
     if distance is None:

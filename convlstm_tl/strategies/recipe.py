@@ -47,7 +47,7 @@ def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None,
     A token model's embedding belongs to the body: it is restored with the
     blocks. The target must be one the body can read (the same kind of
     input, channels and vocabulary), which
-    :func:`convlstm_tl.training.plans.check_same_input` checks first.
+    :func:`convlstm_tl.evaluation.alignment.check_same_input` checks first.
     """
     backbone = Backbone(source.model)
     config = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])

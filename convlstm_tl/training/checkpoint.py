@@ -153,8 +153,8 @@ class Checkpoint:
             phases = [PhaseRecord(**record) for record in state["phases"]]
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise RunError(f"checkpoint {self.path} is unreadable ({reason}); start the run again with --overwrite"
-                           ) from None
+            raise RunError(f"checkpoint {self.path} is unreadable ({reason}); start the run again with overwrite",
+                           field="overwrite") from None
         self.phases, self._state, self._arrays = phases, state, arrays
 
 
@@ -172,6 +172,6 @@ def _assign(variables, arrays, prefix, path):
     shapes = [tuple(v.shape) for v in variables]
     if [tuple(value.shape) for value in values] != shapes:
         raise RunError(f"checkpoint {path} does not fit the {prefix} being trained ({len(values)} saved variables,"
-                       f" {len(shapes)} now); the settings changed, start again with --overwrite")
+                       f" {len(shapes)} now); the settings changed, start again with overwrite", field="overwrite")
     for variable, value in zip(variables, values):
         variable.assign(value)

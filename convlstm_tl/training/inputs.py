@@ -4,6 +4,9 @@ from convlstm_tl.data import augment
 from convlstm_tl.data.stats import channel_stats, vocab_fingerprint
 from convlstm_tl.errors import ConfigError
 
+# The augmentation settings that switch a transform on.
+AUGMENT_FIELDS = ("scale", "jitter", "time_shift", "spatial_shift", "rotate")
+
 
 def input_arguments(info, indices=None):
     """What :func:`build_classifier` needs to know of a domain's input.
@@ -37,7 +40,8 @@ def check_augment_fits(config, info):
     """Refuse augmentation that does not fit the domain's samples (any, for token ids)."""
     if info.kind == "tokens" and config.active:
         raise ConfigError(f"augmentation transforms numeric frames, but {info.domain} holds token ids;"
-                          " drop the --augment-* options")
+                          " turn augmentation off",
+                          field=tuple(name for name in AUGMENT_FIELDS if getattr(config, name)))
     augment.check_fits(config, info.frame_shape[-1])
 
 

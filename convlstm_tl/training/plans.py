@@ -16,8 +16,8 @@ from pathlib import Path
 from convlstm_tl import distribute
 from convlstm_tl.config import OBJECTIVE_SHIFTS, PretrainConfig, TrainConfig, TransferConfig
 from convlstm_tl.data.format import DomainInfo, find_domain, open_domain, resolve_data_dir
-from convlstm_tl.errors import ConfigError, UserError
-from convlstm_tl.evaluation.alignment import input_problem
+from convlstm_tl.errors import ConfigError
+from convlstm_tl.evaluation.alignment import check_same_input
 from convlstm_tl.runs.directory import check_run_target
 from convlstm_tl.runs.resolve import Run, load_run
 from convlstm_tl.strategies.registry import Strategy, parse_strategy, slug
@@ -115,38 +115,6 @@ def _open_recorded(config, domain, info):
 def default_run_name(source_path, target, strategy_spec):
     """``<source run>-<target>-<strategy without colon>``, e.g. ``St-ms-cut1``."""
     return f"{Path(source_path).name}-{target}-{slug(strategy_spec)}"
-
-
-def check_same_input(source_name, source_domain, target_info, strategy):
-    """Refuse a target whose input the source body cannot read.
-
-    Frames and token ids do not mix, and a restored embedding maps the
-    source's token ids, so a tokens target must also use the source's
-    vocabulary (:func:`~convlstm_tl.evaluation.alignment.input_problem`);
-    the body's first convolution takes the source's number of channels.
-
-    Args:
-        source_name: the source run's name, for the message.
-        source_domain: the ``domain`` record of the source run (or of the
-            domain a grid will train it on, :func:`~convlstm_tl.training.inputs.domain_record`).
-        target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
-        strategy: the :class:`~convlstm_tl.strategies.registry.Strategy`.
-
-    Raises:
-        UserError: saying what differs and how to rebuild the target.
-    """
-    record = dict(source_domain)
-    if not strategy.restore:  # a body trained from scratch reads any ids of the same kind
-        record.pop("vocab_fingerprint", None)
-        record.pop("vocab_size", None)
-    problem = input_problem(record, target_info)
-    if problem is not None:
-        raise UserError(f"the source run {source_name} cannot read the target {target_info.domain}: {problem}")
-    channels, target_channels = record["frame_shape"][-1], target_info.frame_shape[-1]
-    if channels != target_channels:
-        raise UserError(f"the target {target_info.domain}'s frames {tuple(target_info.frame_shape)} have"
-                        f" {target_channels} channels but the source body takes {channels} (source frames"
-                        f" {tuple(record['frame_shape'])}); transfer needs the same channels")
 
 
 @dataclass

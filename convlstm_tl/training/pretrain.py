@@ -25,57 +25,22 @@ import keras
 import numpy as np
 
 from convlstm_tl import backend
-from convlstm_tl.training.checkpoint import Checkpoint
-from convlstm_tl.jsonio import save_json
-from convlstm_tl.data.sequence import DomainSequence
-from convlstm_tl.data.reader import iter_x
-from convlstm_tl.data.stats import channel_stats
 from convlstm_tl.config import OBJECTIVE_SHIFTS
+from convlstm_tl.data.reader import iter_x
+from convlstm_tl.data.sequence import FrameSequence
+from convlstm_tl.data.stats import channel_stats
+from convlstm_tl.jsonio import save_json
 from convlstm_tl.models.autoencoder import build_autoencoder
 from convlstm_tl.models.losses import FramePredictionLoss
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.runs.record import make_run_record
-from convlstm_tl.training.inputs import domain_record
+from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.fit import fit, write_history
+from convlstm_tl.training.inputs import domain_record
 from convlstm_tl.training.plans import plan_pretrain
-from convlstm_tl.training.source import TrainResult
+from convlstm_tl.training.report import TrainResult
 
 log = logging.getLogger(__name__)
-
-class FrameSequence(keras.utils.PyDataset):
-    """Batches ``(frames, normalized frames)`` of a split: the autoencoder's inputs and targets.
-
-    Wraps a :class:`~convlstm_tl.data.sequence.DomainSequence` (labels unused) and
-    keeps its seeded per-epoch order.
-
-    Args:
-        path: the domain file.
-        split: the split.
-        mean: per-channel mean ``(C,)`` the targets are normalized with.
-        variance: per-channel variance ``(C,)``.
-        **kwargs: ``batch_size``, ``shuffle``, ``seed`` of ``DomainSequence``.
-    """
-
-    def __init__(self, path, split, *, mean, variance, **kwargs):
-        super().__init__()
-        self.frames = DomainSequence(path, split, with_labels=False, **kwargs)
-        self.mean = np.asarray(mean, dtype=np.float32)
-        self.std = np.sqrt(np.where(np.asarray(variance) > 0, variance, 1.0)).astype(np.float32)
-
-    def __len__(self):
-        return len(self.frames)
-
-    def __getitem__(self, index):
-        x = np.asarray(self.frames[index], dtype=np.float32)
-        return x, (x - self.mean) / self.std
-
-    def on_epoch_end(self):
-        self.frames.on_epoch_end()
-
-    def set_epoch(self, epoch):
-        """Put the sequence in the state it has at the start of ``epoch``."""
-        self.frames.set_epoch(epoch)
-
 
 def pretrain(config, *, info=None, verbose="auto"):
     """Train the body as a frame autoencoder on ``config.domain`` and write its run.

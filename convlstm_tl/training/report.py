@@ -1,13 +1,33 @@
-"""Scoring a trained classifier on its test split and writing the run's result files."""
+"""What a training run returns, and scoring a trained classifier on its test split into the run's result files."""
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import keras
 
 from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
 from convlstm_tl.evaluation.plots import save_confusion_matrix
 from convlstm_tl.evaluation.predict import predict_split
 from convlstm_tl.jsonio import save_json
 from convlstm_tl.training.fit import write_history
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: the finished run directory.
+        metrics: test metrics (the contents of ``metrics.json``).
+        history: per-epoch values, ``{name: [value per epoch]}``.
+        model: the trained model (best weights).
+    """
+
+    run_dir: Path
+    metrics: dict
+    history: dict
+    model: keras.Model
 
 
 def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_seconds, batch_size, extra=None):

@@ -1,8 +1,6 @@
 """Training a classifier on a source domain and writing its run: plan (no backend), then run."""
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 
@@ -16,26 +14,9 @@ from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.fit import fit
 from convlstm_tl.training.inputs import domain_record, input_arguments
 from convlstm_tl.training.plans import plan_source
-from convlstm_tl.training.report import evaluate_and_save
+from convlstm_tl.training.report import TrainResult, evaluate_and_save
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    """What a training run produced.
-
-    Attributes:
-        run_dir: the finished run directory.
-        metrics: test metrics (the contents of ``metrics.json``).
-        history: per-epoch values, ``{name: [value per epoch]}``.
-        model: the trained model (best weights).
-    """
-
-    run_dir: Path
-    metrics: dict
-    history: dict
-    model: keras.Model
 
 
 def train_source(config, *, info=None, verbose="auto"):

@@ -24,15 +24,14 @@ from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.runs.record import make_run_record
 from convlstm_tl.runs.resolve import load_run
+from convlstm_tl.strategies.recipe import (
+    build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
+)
 from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.fit import fit
 from convlstm_tl.training.inputs import domain_record
 from convlstm_tl.training.plans import plan_transfer
-from convlstm_tl.training.report import evaluate_and_save
-from convlstm_tl.training.source import TrainResult
-from convlstm_tl.strategies.recipe import (
-    build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
-)
+from convlstm_tl.training.report import TrainResult, evaluate_and_save
 
 log = logging.getLogger(__name__)
 
