@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.jsonio import shown_number
+from convlstm_tl.jsonio import is_int, shown, shown_number
 from convlstm_tl.strategies.registry import check_spec
 
 CELLS = ("fast", "keras")
@@ -46,7 +46,7 @@ class ModelConfig:
         """Refuse any setting out of its range or choices (ConfigError naming the field); change nothing."""
         _check_choice("cell", self.cell, CELLS)
         if (not self.filters or len(self.filters) > MAX_BLOCKS
-                or any(not _is_int(f) or not 1 <= f <= MAX_WIDTH for f in self.filters)):
+                or any(not is_int(f) or not 1 <= f <= MAX_WIDTH for f in self.filters)):
             raise ConfigError(f"filters must be 1 to {MAX_BLOCKS} ints in [1, {MAX_WIDTH}]."
                               f" Received: filters={self.filters}", field="filters")
         check_range("kernel_size", self.kernel_size, 1, MAX_KERNEL)
@@ -78,7 +78,7 @@ class AugmentConfig:
         """Refuse any setting out of its range (ConfigError naming the field); change nothing."""
         check_range("augment rotate", self.rotate, 0.0, 180.0)
         if (len(self.vector_channels) % 3 or len(set(self.vector_channels)) != len(self.vector_channels)
-                or any(not _is_int(c) or not 0 <= c < MAX_WIDTH for c in self.vector_channels)):
+                or any(not is_int(c) or not 0 <= c < MAX_WIDTH for c in self.vector_channels)):
             raise ConfigError(f"augment vector_channels must be distinct channels, 3 per vector."
                               f" Received: vector_channels={self.vector_channels}", field="vector_channels")
         check_range("augment scale", self.scale, 0.0, 1.0, high_open=True)
@@ -322,7 +322,7 @@ def check_run_name(name):
     """Refuse run names that are not a plain, printable, short folder name."""
     problem = _name_problem(name)
     if problem:
-        raise ConfigError(f"run name {problem}. Received: name={_shown(name)}", field="name")
+        raise ConfigError(f"run name {problem}. Received: name={shown(name)}", field="name")
 
 
 def check_domain_name(name, field=None):
@@ -330,23 +330,13 @@ def check_domain_name(name, field=None):
     problem = _name_problem(name)
     if problem:
         raise ConfigError(f"domain name {problem}; give the name of a file in the data folder without .h5."
-                          f" Received: {_shown(name)}", field=field)
-
-
-def _shown(text, limit=60):
-    """``text`` as a short one-line repr for an error message."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+                          f" Received: {shown(name)}", field=field)
 
 
 def _check_choice(name, value, choices):
     """Refuse ``value`` unless it is one of ``choices`` (the field ``name``)."""
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {choices}. Received: {name}={_shown(value)}", field=name)
+        raise ConfigError(f"{name} must be one of {choices}. Received: {name}={shown(value)}", field=name)
 
 
 def check_range(name, value, low, high, *, low_open=False, high_open=False):
@@ -360,12 +350,12 @@ def check_range(name, value, low, high, *, low_open=False, high_open=False):
     lo = "(" if low_open else "["
     hi = ")" if high_open or high is None else "]"
     bounds = f"{lo}{low}, {'inf' if high is None else high}{hi}"
-    if _is_int(value):
+    if is_int(value):
         finite = True
     elif isinstance(value, float):
         finite = math.isfinite(value)  # NaN fails no comparison below: ask explicitly
     else:
-        raise ConfigError(f"{name} must be a number in {bounds}. Received: {name}={_shown(value)}", field=field)
+        raise ConfigError(f"{name} must be a number in {bounds}. Received: {name}={shown(value)}", field=field)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not finite or too_low or too_high:

@@ -34,5 +34,11 @@ class RunError(UserError):
     """A run directory is missing, incomplete, or cannot be written."""
 
 
+def first_line(error, limit=200):
+    """The first line of an exception's message (its type's name if it has none), for a one-line error."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:limit] if lines else type(error).__name__
+
+
 class Interrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C); the message says how to resume it."""

@@ -6,6 +6,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# Errors of the environment that the user fixes (space, quota, permissions, a
+# name too long): reported as one line wherever they surface.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                                errno.ENAMETOOLONG})
+
+
+def environment_problem(error):
+    """The one line saying what the user must fix for ``error``, or None when it is not the environment's."""
+    if not isinstance(error, OSError) or error.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror}{where}; free some space or choose a folder you can write"
+
 
 def current_umask():
     """The process's umask (reading it means setting it, so it is set back at once)."""
@@ -58,6 +71,32 @@ def discard_folder(folder, name):
     old = Path(tempfile.mkdtemp(prefix=f"{OLD_PREFIX}{name}-", dir=folder.parent))
     os.replace(folder, old / name)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_atomically(path, write, *, mode="w", **open_args):
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    The file is flushed to disk before the rename, so a crash (even SIGKILL)
+    leaves either the previous file or the new one, never a part; on any
+    failure the temporary file is removed. The temporary name starts with a
+    dot (a run folder's working files do).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{'' if path.name.startswith('.') else '.'}{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(partial, mode, **open_args) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def replace_folder(new, final, *, pause=None):

@@ -13,7 +13,23 @@ import types
 import typing
 from pathlib import Path
 
-from convlstm_tl.errors import ConfigError
+from convlstm_tl.errors import ConfigError, first_line
+
+
+def is_int(value):
+    """Whether ``value`` is an int and not a bool (JSON's ``true`` is a Python int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown(value, limit=60):
+    """``value`` as a short one-line repr for an error message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a very long number"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(value)} characters)" if isinstance(value, str) else f"{text[:limit]}..."
 
 
 def shown_number(value):
@@ -113,7 +129,7 @@ def load_json(path, *, what="config file"):
     except RecursionError:
         raise ConfigError(f"{what} {path} is nested too deeply to read; it is not a config") from None
     except ValueError as error:  # an integer past Python's int-string conversion limit
-        raise ConfigError(f"{what} {path} holds a number with too many digits to read ({_first_line(error)[:60]})"
+        raise ConfigError(f"{what} {path} holds a number with too many digits to read ({first_line(error)[:60]})"
                           ) from None
 
 
@@ -123,10 +139,6 @@ class _NonStandardConstant(Exception):
 
 def _refuse_constant(name):
     raise _NonStandardConstant(name)
-
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def save_json(path, data):

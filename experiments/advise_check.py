@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convlstm_tl.errors import ConfigError
+from convlstm_tl.files import write_atomically
 from experiments.runner import collect_rows, grid_dirs, plan_grid
 from experiments.summary import best_settings, summarize
 
@@ -138,14 +139,16 @@ def advice_markdown(grid, check):
 def write_advice_check(grid, check, out):
     """Write ``advice.csv`` and ``advice.md`` into ``out``; return their paths."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "advice.csv", "w", newline="") as f:
+
+    def write_csv(f):
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in check.rows:
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-    (out / "advice.md").write_text(advice_markdown(grid, check))
-    return out / "advice.csv", out / "advice.md"
+
+    text = advice_markdown(grid, check)
+    return (write_atomically(out / "advice.csv", write_csv, newline=""),
+            write_atomically(out / "advice.md", lambda f: f.write(text)))
 
 
 def _pick_study(grid, study):

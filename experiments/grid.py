@@ -48,7 +48,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from convlstm_tl.config import TrainConfig, TransferConfig, check_run_name
+from convlstm_tl.config import MAX_SEED, TrainConfig, TransferConfig, check_run_name
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json, to_dict
 from convlstm_tl.strategies.registry import slug as strategy_slug
@@ -67,7 +67,6 @@ HASH_CHARS = 8
 # expanding for ever.
 MAX_CELLS = 10_000
 # Seeds seed NumPy as well, which takes 0 .. 2**32 - 1.
-MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,8 @@ cells are not finished, so running the grid again retries them.
 """
 
 import csv
-import errno
 import logging
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from tqdm.auto import tqdm
 
 from convlstm_tl.config import TransferConfig
 from convlstm_tl.errors import Interrupted, UserError
+from convlstm_tl.files import environment_problem, write_atomically
 from convlstm_tl.jsonio import load_json
 from convlstm_tl.runs.directory import partial_path
 from convlstm_tl.runs.resolve import load_run, resolve_run
@@ -46,10 +45,6 @@ log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ("seed", "run", "accuracy", "macro_f1", "source_accuracy", "train_seconds", "epochs_run", "n_train",
                   "feature_cache", "status", "reason")
-# Errors of the environment (space, quota, permissions): a cell failing with
-# one failed for a user error, not a bug.
-ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
-                                errno.ENAMETOOLONG})
 # Values of the ``status`` column.
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -207,8 +202,8 @@ def check_grid(grid, plan, *, runs_dir="runs", data_dir=None):
         UserError: one line naming the cell and what is wrong.
     """
     from convlstm_tl.data.format import find_domain, open_domain
-    from convlstm_tl.training.inputs import check_augment_fits, domain_record
     from convlstm_tl.evaluation.alignment import check_same_input
+    from convlstm_tl.training.inputs import check_augment_fits, domain_record
 
     _, cell_runs = grid_dirs(grid, runs_dir=runs_dir)
     infos = {}
@@ -266,7 +261,7 @@ def write_grid_outputs(grid, result, plan):
     out.mkdir(parents=True, exist_ok=True)
     files = {"results": write_results(result.rows, out / "results.csv", grid.axis_names)}
     text = summary_markdown(grid, result.summary, result.best)
-    files["summary"] = _write_atomically(out / "summary.md", lambda f: f.write(text))
+    files["summary"] = write_atomically(out / "summary.md", lambda f: f.write(text))
     plot_dir = out / "plots"
     plot_dir.mkdir(exist_ok=True)
     for study in grid.studies:
@@ -299,7 +294,7 @@ def write_results(rows, path, axes):
         for row in rows:
             writer.writerow({key: _csv_value(row.get(key)) for key in columns})
 
-    return _write_atomically(path, write, newline="")
+    return write_atomically(path, write, newline="")
 
 
 def collect_rows(grid, plan):
@@ -308,23 +303,6 @@ def collect_rows(grid, plan):
 
 
 # ------------------------------------------------------------------ internals
-
-
-def _write_atomically(path, write, **open_args):
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(partial, "w", **open_args) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        partial.replace(path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _try_cell(planned, cell_runs, data_dir, source_run, verbose, failed):
@@ -360,11 +338,10 @@ def _attempt(name, work, failed):
         work()
         return True
     except (UserError, OSError) as error:
-        if isinstance(error, OSError) and error.errno not in ENVIRONMENT_ERRNOS:
+        # An environment error (space, quota, permissions) fails the cell as a user error, not a bug.
+        reason = str(error) if isinstance(error, UserError) else environment_problem(error)
+        if reason is None:
             return _bug(name, error, failed)
-        reason = str(error) if isinstance(error, UserError) else \
-            f"{error.strerror}{f' ({error.filename})' if error.filename else ''}; free some space or choose a" \
-            " folder you can write"
         failed[name] = ("user", " ".join(reason.split()))
         log.info("%s failed: %s; going on with the other cells", name, failed[name][1])
     except Exception as error:  # noqa: BLE001 - one broken cell must not stop the grid

@@ -5,7 +5,6 @@ never a traceback.
 """
 
 import argparse
-import errno
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ import tempfile
 import threading
 
 from convlstm_tl.errors import UserError
+from convlstm_tl.files import environment_problem
 
 EXIT_USER_ERROR = 2
 
@@ -64,10 +64,6 @@ COMMON_FLAGS = {"data_dir": "--data-dir", "runs_dir": "--runs-dir", "name": "--n
                 "resume": "--resume"}
 
 EXIT_SIGTERM = 128 + signal.SIGTERM
-# Errors of the environment that the user fixes (space, quota, permissions):
-# reported as one line wherever they surface.
-_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
-                                 errno.ENAMETOOLONG})
 
 
 class Terminated(KeyboardInterrupt):
@@ -114,11 +110,10 @@ def run_main(main, argv=None, *, prog, flags=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except OSError as error:
-        if error.errno not in _ENVIRONMENT_ERRNOS:
+        problem = environment_problem(error)
+        if problem is None:
             raise
-        where = f" ({error.filename})" if error.filename else ""
-        print(f"{prog}: error: {error.strerror}{where}; free some space or choose a folder you can write,"
-              " then run again", file=sys.stderr)
+        print(f"{prog}: error: {problem}, then run again", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
         if previous is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from convlstm_tl.errors import DomainFileError
+from convlstm_tl.errors import DomainFileError, first_line
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -166,7 +166,7 @@ def open_domain(path, *, check_values=True):
         if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM) or "permission denied" in text:
             raise DomainFileError(f"{path} cannot be read (permission denied); make it readable") from None
         raise DomainFileError(
-            f"{path} is not a readable HDF5 file ({_first_line(error)}); rebuild it with python -m data_prep"
+            f"{path} is not a readable HDF5 file ({first_line(error)}); rebuild it with python -m data_prep"
         ) from None
     try:
         with f:
@@ -174,7 +174,7 @@ def open_domain(path, *, check_values=True):
     except DomainFileError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError) as error:
-        raise DomainFileError(f"{path} is corrupt ({_first_line(error)}); rebuild it with python -m data_prep") from None
+        raise DomainFileError(f"{path} is corrupt ({first_line(error)}); rebuild it with python -m data_prep") from None
 
 
 def _check_self_contained(path, f):
@@ -404,7 +404,3 @@ def _plain(value):
 
 def _as_str(value):
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _first_line(error):
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

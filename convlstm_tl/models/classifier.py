@@ -17,13 +17,16 @@ and the head still fits. The ConvLSTM is :class:`convlstm_tl.models.layers.FastC
 (or the stock ``keras.layers.ConvLSTM2D`` with ``ModelConfig(cell="keras")``);
 every other layer is stock Keras. The fast layer is registered as
 ``convlstm_tl>FastConvLSTM2D``, so ``model.keras`` reloads with plain
-``keras.saving.load_model`` in any process that has imported this module
-(or :mod:`convlstm_tl.models.layers`).
+``keras.saving.load_model`` in any process that has imported ``convlstm_tl``
+(see :mod:`convlstm_tl.models.registry`).
 """
+
+import warnings
 
 import keras
 import numpy as np
 
+from convlstm_tl.errors import RunError, first_line
 from convlstm_tl.models.backbone import EMBEDDING, HEAD_PREFIX, NORMALIZE, block_name
 from convlstm_tl.models.layers import FastConvLSTM2D
 
@@ -148,17 +151,13 @@ def _token_front_end(config, frame_shape, vocab_size):
 def load_model(path):
     """Load a saved classifier (``model.keras``) without its optimizer.
 
-    Importing this module registers the toolkit's layers, which is what
+    ``import convlstm_tl`` registers the toolkit's layers, which is what
     ``keras.saving.load_model`` needs to rebuild them; every loader of runs
-    goes through here so that none can forget it.
+    goes through here.
 
     Raises:
         RunError: for a missing, truncated or foreign file, one line.
     """
-    import warnings
-
-    from convlstm_tl.errors import RunError
-
     # Keras warns (e.g. "Skipping nested container") before it fails on a file
     # it cannot read; the failure is one line of its own, so those warnings
     # are held back and issued only if the load succeeds.
@@ -170,9 +169,5 @@ def load_model(path):
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         return model
     except Exception as error:  # a truncated or foreign file fails in many ways
-        raise RunError(f"cannot load {path} ({type(error).__name__}: {_first_line(error)}); train the run again"
+        raise RunError(f"cannot load {path} ({type(error).__name__}: {first_line(error)}); train the run again"
                        ) from None
-
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [""])[0][:200]

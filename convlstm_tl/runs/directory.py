@@ -10,7 +10,6 @@ process writes a run it holds a lock on the folder, so a second process
 cannot write the same run at the same time.
 """
 
-import errno
 import fcntl
 import functools
 import logging
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from convlstm_tl.config import RUN_CONTROL_KEYS
 from convlstm_tl.errors import Interrupted, RunError, UserError
-from convlstm_tl.files import OLD_PREFIX, discard_folder, replace_folder
+from convlstm_tl.files import ENVIRONMENT_ERRNOS, OLD_PREFIX, discard_folder, replace_folder
 from convlstm_tl.jsonio import load_json, save_json
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,6 @@ PARTIAL_PREFIX = ".partial-"
 WORK_FILE_PREFIX = "."
 # The checkpoint of the last finished epoch (see convlstm_tl.training.checkpoint), a working file.
 CHECKPOINT_FILE = ".checkpoint.npz"
-# Errors of a write that the user can fix (space, quota, permissions).
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 
 def partial_path(runs_dir, name):
@@ -171,12 +168,12 @@ class RunDirectory:
         resume = f"; the last finished epoch is saved in {self.path}" if kept else ""
         if issubclass(exc_type, KeyboardInterrupt):
             return Interrupted(f"interrupted{resume}, continue with --resume") if kept else None
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
             how = "free some space, then continue with --resume" if kept else \
                 "free some space or choose a runs folder you can write"
             return RunError(f"cannot write run {self.final_path}: {exc.strerror}{resume}: {how}")
         if isinstance(exc, UserError):
-            return type(exc)(f"{_first_line(exc)}{resume}: fix this, then continue with --resume") if kept else None
+            return type(exc)(f"{_one_line(exc)}{resume}: fix this, then continue with --resume") if kept else None
         changed = next((path for path, seen in self._inputs.items() if _identity(path) != seen), None)
         if changed is not None:
             how = "continue with --resume" if kept else "run again"
@@ -221,7 +218,7 @@ class RunDirectory:
             _mark_complete(self.path)
             publish_complete(self.path, self.final_path)
         except OSError as error:
-            if error.errno in WRITE_ERRNOS:
+            if error.errno in ENVIRONMENT_ERRNOS:
                 raise RunError(f"cannot publish run {self.final_path}: {error.strerror}; free some space,"
                                f" then continue with --resume (the run is kept in {self.path})") from None
             raise
@@ -328,7 +325,7 @@ def _identity(path):
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _first_line(error):
+def _one_line(error):
     return " ".join(str(error).split())
 
 

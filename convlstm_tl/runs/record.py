@@ -25,7 +25,7 @@ from pathlib import Path
 
 from convlstm_tl.config import ModelConfig
 from convlstm_tl.errors import ConfigError, RunError
-from convlstm_tl.jsonio import from_dict, load_json, to_dict
+from convlstm_tl.jsonio import from_dict, is_int, load_json, shown, to_dict
 
 RUN_KINDS = ("source", "transfer", "pretrain")
 DOMAIN_KINDS = ("frames", "tokens")
@@ -68,7 +68,7 @@ def check_run_record(record):
         raise _FieldError("(top level)", f"must be a JSON object, not {_json_type(record)}")
     kind = record.get("kind", "source")
     if kind not in RUN_KINDS:
-        raise _FieldError("kind", f"must be one of {', '.join(RUN_KINDS)}. Received: {_shown(kind)}")
+        raise _FieldError("kind", f"must be one of {', '.join(RUN_KINDS)}. Received: {shown(kind)}")
     config = record.get("config", {})
     if not isinstance(config, dict):
         raise _FieldError("config", f"must be an object, not {_json_type(config)}")
@@ -79,16 +79,16 @@ def check_run_record(record):
             raise _FieldError(f"domain.{key}", f"must be a string, not {_json_type(domain[key])}")
     domain_kind = domain.get("kind", "frames")
     if domain_kind not in DOMAIN_KINDS:
-        raise _FieldError("domain.kind", f"must be one of {', '.join(DOMAIN_KINDS)}. Received: {_shown(domain_kind)}")
+        raise _FieldError("domain.kind", f"must be one of {', '.join(DOMAIN_KINDS)}. Received: {shown(domain_kind)}")
     frame_shape = _require(domain, "frame_shape", list, "domain.frame_shape")
-    if len(frame_shape) != 4 or not all(_is_int(n) and n >= 1 for n in frame_shape):
-        raise _FieldError("domain.frame_shape", f"must be 4 positive ints (T, H, W, C). Received: {_shown(frame_shape)}")
+    if len(frame_shape) != 4 or not all(is_int(n) and n >= 1 for n in frame_shape):
+        raise _FieldError("domain.frame_shape", f"must be 4 positive ints (T, H, W, C). Received: {shown(frame_shape)}")
     if kind != "pretrain" or "class_names" in domain:
         names = _require(domain, "class_names", list, "domain.class_names")
         if not names or not all(isinstance(name, str) for name in names):
-            raise _FieldError("domain.class_names", f"must be a non-empty list of strings. Received: {_shown(names)}")
-    if "vocab_size" in domain and not (_is_int(domain["vocab_size"]) and domain["vocab_size"] >= 1):
-        raise _FieldError("domain.vocab_size", f"must be a positive int. Received: {_shown(domain['vocab_size'])}")
+            raise _FieldError("domain.class_names", f"must be a non-empty list of strings. Received: {shown(names)}")
+    if "vocab_size" in domain and not (is_int(domain["vocab_size"]) and domain["vocab_size"] >= 1):
+        raise _FieldError("domain.vocab_size", f"must be a positive int. Received: {shown(domain['vocab_size'])}")
     if "split_sizes" in domain and not isinstance(domain["split_sizes"], dict):
         raise _FieldError("domain.split_sizes", f"must be an object, not {_json_type(domain['split_sizes'])}")
     _check_normalization(record.get("normalization"), channels=frame_shape[-1])
@@ -159,9 +159,9 @@ def _check_normalization(stats, *, channels):
             raise _FieldError(f"normalization.{key}", f"must hold one value per channel ({channels}), not"
                                                       f" {len(values)}")
         if not all(_is_number(v) and math.isfinite(v) for v in values):
-            raise _FieldError(f"normalization.{key}", f"must hold finite numbers. Received: {_shown(values)}")
+            raise _FieldError(f"normalization.{key}", f"must hold finite numbers. Received: {shown(values)}")
         if key == "variance" and any(v < 0 for v in values):
-            raise _FieldError("normalization.variance", f"must not be negative. Received: {_shown(values)}")
+            raise _FieldError("normalization.variance", f"must not be negative. Received: {shown(values)}")
 
 
 def _require(data, key, kind, field):
@@ -169,15 +169,11 @@ def _require(data, key, kind, field):
         raise _FieldError(field, "is missing")
     value = data[key]
     if not isinstance(value, kind):
-        raise _FieldError(field, f"must be {_KIND_NAMES[kind]}, not {_json_type(value)}. Received: {_shown(value)}")
+        raise _FieldError(field, f"must be {_KIND_NAMES[kind]}, not {_json_type(value)}. Received: {shown(value)}")
     return value
 
 
 _KIND_NAMES = {dict: "an object", list: "a list", str: "a string"}
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value):
@@ -192,11 +188,3 @@ def _json_type(value):
     if isinstance(value, (int, float)):
         return "a number"
     return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
-
-
-def _shown(value, limit=60):
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        text = "a very long number"
-    return text if len(text) <= limit else f"{text[:limit]}..."

@@ -245,9 +245,9 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
     Returns:
         A :class:`DomainDistance`.
     """
+    from convlstm_tl.evaluation.alignment import check_same_input
     from convlstm_tl.strategies.recipe import build_transfer_model, transfer_inputs
     from convlstm_tl.strategies.registry import parse_strategy
-    from convlstm_tl.evaluation.alignment import check_same_input
 
     strategy = parse_strategy("freeze", source.n_blocks)
     check_same_input(source.name, source.domain, target_info, strategy)

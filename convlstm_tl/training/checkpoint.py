@@ -24,7 +24,6 @@ this one file holds all of it, and its saving is atomic.
 """
 
 import json
-import os
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import keras
 import numpy as np
 
 from convlstm_tl.errors import RunError
+from convlstm_tl.files import write_atomically
 from convlstm_tl.runs.directory import CHECKPOINT_FILE
 
 FORMAT_VERSION = 1
@@ -136,12 +136,7 @@ class Checkpoint:
         arrays.update(_numbered("model", (keras.ops.convert_to_numpy(v.value) for v in model.variables)))
         arrays.update(_numbered("optimizer", (keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables)))
         arrays.update(_numbered("best", best_weights))
-        partial = self.path.with_name(self.path.name + ".tmp")
-        with open(partial, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, self.path)
+        write_atomically(self.path, lambda f: np.savez(f, **arrays), mode="wb")
 
     def _read(self):
         try:
