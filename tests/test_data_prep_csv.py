@@ -29,8 +29,6 @@ def write_csv(path, *, subjects=6, rows=40, header="subject,activity,t,ax,ay", d
     return path
 
 
-
-
 def test_windowing_helpers_are_shared_with_watch():
     assert csv_series.sliding_windows is windows.sliding_windows is watch.sliding_windows
     assert csv_series.to_frames is windows.to_frames is watch.to_frames

@@ -23,8 +23,6 @@ def _images(n_per_class=4, size=6, seed=0):
     return images, labels
 
 
-
-
 def test_resize_keeps_constants_and_shape():
     images = np.full((2, 8, 8), 0.5, dtype=np.float32)
     resized = resize_bilinear(images, 20)

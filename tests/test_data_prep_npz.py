@@ -14,8 +14,6 @@ from data_prep.npz import prepare_npz, to_thwc
 SPLITS = ("train", "val", "test")
 
 
-
-
 def _coded(shape, n=60):
     """Samples whose every value is the sample's index, so a test can find where each went."""
     return np.broadcast_to(np.arange(n, dtype=np.float32).reshape((n,) + (1,) * len(shape)), (n, *shape)).copy()

@@ -38,8 +38,6 @@ def write_text_file(path, n=60, *, seed=0, extra_words=(), split_column=False):
     return path
 
 
-
-
 def test_parse_line_keeps_words_and_distances():
     example = parse_line("a|DT|0|-1###b|c|NN|1|0###d|NN|2|1\tb|c\tPositive\n", 7)
     assert example.words == ("a", "b|c", "d")  # a word may hold the separator

@@ -45,6 +45,7 @@ def _run(path, model_config, model, class_names=()):
                                                    "frame_shape": list(model.input_shape[1:])}},
                model=model)
 
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m convlstm_tl.train"
 FRAMES = (4, 1, 8, 2)

@@ -137,6 +137,7 @@ def find_domain(domain, data_dir=None):
         )
     return path
 
+
 def open_domain(path, *, check_values=True):
     """Open a domain file, check it, and describe it.
 

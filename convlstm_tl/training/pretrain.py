@@ -42,6 +42,7 @@ from convlstm_tl.training.report import TrainResult
 
 log = logging.getLogger(__name__)
 
+
 def pretrain(config, *, info=None, verbose="auto"):
     """Train the body as a frame autoencoder on ``config.domain`` and write its run.
 

@@ -21,9 +21,9 @@ from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.evaluation.metrics import classification_metrics
 from convlstm_tl.evaluation.predict import predict_split
 from convlstm_tl.models.backbone import Backbone
+from convlstm_tl.models.classifier import load_model
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.runs.record import make_run_record
-from convlstm_tl.runs.resolve import load_run
 from convlstm_tl.strategies.recipe import (
     build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
 )
@@ -34,6 +34,7 @@ from convlstm_tl.training.plans import plan_transfer
 from convlstm_tl.training.report import TrainResult, evaluate_and_save
 
 log = logging.getLogger(__name__)
+
 
 def transfer(config, *, target_info=None, verbose="auto"):
     """Transfer a source run to ``config.target`` and write the transfer run.
@@ -61,7 +62,8 @@ def run_transfer(plan, *, verbose="auto"):
     chief = distribute.is_chief(config.distribute)
     # Before any other TensorFlow work (loading the model): the multi-worker strategy sets up the runtime.
     distribution = distribute.make_strategy(config.distribute)
-    source = load_run(plan.source.path, with_model=True)
+    # The plan read the source's record; only its model is left to load.
+    source = replace(plan.source, model=load_model(plan.source.path / "model.keras"))
     with backend.seeded(config.seed):
         train_indices, n_total = labelled_subset(path, fraction=config.target_fraction,
                                                  per_class=config.target_per_class, seed=config.seed)
