@@ -22,6 +22,15 @@ keys: ``x_train``, ``y_train``, ``x_val``, ``y_val``, ``x_test``, ``y_test``
 (and ``group_train``, ``group_val``, ``group_test``). Without given splits,
 train/val/test are stratified by label, and group-aware when groups exist.
 
+Given splits are taken as they are: a group id in two of them is refused.
+When they hold train and test but no val (as most public sets ship),
+``val_from_train`` (``--val-from-train F``) carves val out of the given
+train split, stratified by label and keeping groups whole.
+
+``NTC`` refuses an ``x`` whose channel axis is longer than its time axis,
+the mark of an untransposed ``(N, C, T)`` array, unless ``confirm_layout``
+(``--confirm-layout``) says the layout is right.
+
 Library use::
 
     from data_prep.npz import prepare_npz
@@ -42,7 +51,10 @@ import numpy as np
 from convlstm_tl.data.format import SPLITS, SplitArrays, check_domain_name, resolve_data_dir
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
-from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
+from data_prep.splits import (
+    DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, add_val_from_train_argument, check_ratios, check_val_from_train,
+    complete_given_splits, describe_carved, split_indices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +63,21 @@ DEFAULT_LAYOUT = "NTHWC"
 SPLIT_KEYS = {name: (f"x_{name}", f"y_{name}", f"group_{name}") for name in SPLITS}
 
 
-def to_thwc(x, layout, frame=None):
+def to_thwc(x, layout, frame=None, *, confirm_layout=False):
     """Bring ``x`` of ``layout`` to ``(N, T, H, W, C)``.
 
     Args:
         x: the samples.
         layout: one of :data:`LAYOUTS`.
         frame: steps per frame, for ``NTC`` only (required there).
+        confirm_layout: for ``NTC`` only: accept more channels than time
+            steps, which otherwise marks an untransposed ``(N, C, T)`` array.
 
     Raises:
         UserError: for an unknown layout, a rank that does not match it, a
-            missing or misplaced ``frame``, or a time axis ``frame`` does
-            not divide.
+            missing or misplaced ``frame`` or ``confirm_layout``, an ``NTC``
+            array that looks like ``(N, C, T)``, or a time axis ``frame``
+            does not divide.
     """
     if layout not in LAYOUTS:
         raise UserError(f"layout must be one of {', '.join(LAYOUTS)}. Received: layout={layout!r}")
@@ -70,10 +85,13 @@ def to_thwc(x, layout, frame=None):
         raise UserError(f"x must have rank {len(layout)} for layout {layout}. Received: x.shape={x.shape}")
     if layout != "NTC" and frame is not None:
         raise UserError(f"--frame applies to layout NTC only. Received: layout={layout}, frame={frame}")
+    if layout != "NTC" and confirm_layout:
+        raise UserError(f"--confirm-layout applies to layout NTC only. Received: layout={layout}")
     if layout == "NTHWC":
         return x
     if layout == "NTWC":
         return x[:, :, None]
+    check_ntc_axes(x.shape, confirm_layout=confirm_layout)
     if frame is None:
         raise UserError("layout NTC needs --frame W, the time steps per frame (the series becomes T // W frames"
                         " of 1 x W)")
@@ -82,6 +100,23 @@ def to_thwc(x, layout, frame=None):
         raise UserError(f"--frame must be a positive divisor of the time axis. Received: frame={frame!r}, "
                         f"x.shape={x.shape}")
     return x.reshape(n, steps // frame, 1, frame, channels)
+
+
+def check_ntc_axes(shape, *, confirm_layout=False):
+    """Refuse an ``NTC`` shape whose channel axis is longer than its time axis, unless confirmed.
+
+    Series are usually far longer than they are wide, and libraries that
+    put channels first store ``(N, C, T)``: read as ``NTC``, such an array
+    would become frames of channels, and train without an error.
+
+    Raises:
+        UserError: if ``shape[2] > shape[1]`` and not ``confirm_layout``.
+    """
+    steps, channels = shape[1], shape[2]
+    if channels > steps and not confirm_layout:
+        raise UserError(f"x looks like (N, C, T), not (N, T, C): {channels} channels but {steps} time steps;"
+                        f" transpose it to (N, T, C) (x.transpose(0, 2, 1)), or pass --confirm-layout if it"
+                        f" really has {channels} channels. Received: x.shape={tuple(shape)}")
 
 
 def load_arrays(path):
@@ -165,53 +200,43 @@ def _check_x(x, where="x"):
                             " data first")
 
 
-def build_npz_domain(arrays, *, layout=DEFAULT_LAYOUT, frame=None, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0):
+def build_npz_domain(arrays, *, layout=DEFAULT_LAYOUT, frame=None, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0,
+                     val_from_train=None, confirm_layout=False):
     """Turn the arrays of :func:`load_arrays` into the splits of a domain, in memory.
 
+    Args:
+        arrays: ``{key: array}`` (see the module docstring).
+        layout, frame, confirm_layout: see :func:`to_thwc`.
+        val, test: fractions for val and test when the file gives no splits.
+        seed: seed of the split, or of the carving of val.
+        val_from_train: when the file gives train and test but no val, the
+            fraction of the given train split to carve out as val.
+
     Returns:
-        ``(splits, class_names, how)``: ``{split: SplitArrays}``, the class
-        names, and how the splits were made (for the provenance).
+        ``(splits, class_names, how, carved)``: ``{split: SplitArrays}``,
+        the class names, how the splits were made (for the provenance), and
+        None or ``{"fraction", "seed"}`` when val was carved out of train.
 
     Raises:
         UserError: for missing or mismatched keys, bad values, a bad layout,
-            or data too small to split.
+            a group in two given splits, a missing val without
+            ``val_from_train`` (or one with it), or data too small to split.
     """
+    check_val_from_train(val_from_train)
     class_names = arrays.get("class_names")
     per_split = any(SPLIT_KEYS[name][0] in arrays for name in SPLITS)
     if per_split:
         if "x" in arrays:
             raise UserError("the file holds both x and x_train/x_val/x_test; give one form")
-        missing = [k for name in SPLITS for k in SPLIT_KEYS[name][:2] if k not in arrays]
-        if missing:
-            raise UserError(f"the file gives per-split arrays but lacks {missing}")
-        xs = [arrays[SPLIT_KEYS[name][0]] for name in SPLITS]
-        ys = [arrays[SPLIT_KEYS[name][1]] for name in SPLITS]
-        group_keys = [SPLIT_KEYS[name][2] for name in SPLITS]
-        given_groups = [k in arrays for k in group_keys]
-        if any(given_groups) and not all(given_groups):
-            raise UserError(f"give group_train, group_val and group_test together or none. Received: "
-                            f"{[k for k in group_keys if k in arrays]}")
-        for name, x in zip(SPLITS, xs):
-            if x.ndim < 1 or not len(x):
-                raise UserError(f"x_{name} is empty; every split needs samples")
-        if len({x.shape[1:] for x in xs}) > 1:
-            raise UserError(f"x_train, x_val and x_test differ in sample shape. Received: "
-                            f"{[x.shape for x in xs]}")
-        x = np.concatenate(xs)
-        y = np.concatenate(ys) if len({y.dtype.kind for y in ys}) == 1 else None
-        if y is None:
-            raise UserError("y_train, y_val and y_test mix string and integer labels")
-        group = np.concatenate([arrays[k] for k in group_keys]) if all(given_groups) else None
-        split = np.repeat(np.array(SPLITS), [len(x_) for x_ in xs])
-        if any(len(y_) != len(x_) for x_, y_ in zip(xs, ys)):
-            raise UserError(f"each y_<split> needs one label per sample of x_<split>. Received: "
-                            f"{[(len(x_), len(y_)) for x_, y_ in zip(xs, ys)]}")
+        x, y, group, split = _join_split_keys(arrays)
+        no_val = "the file gives x_train and x_test but no x_val"
     else:
         missing = [k for k in ("x", "y") if k not in arrays]
         if missing:
             raise UserError(f"the file lacks {' and '.join(missing)}; save the samples as x and the labels as y "
                             f"(or x_train, y_train, ...). Found keys: {sorted(arrays)}")
         x, y, group, split = arrays["x"], arrays["y"], arrays.get("group"), arrays.get("split")
+        no_val = "the file's split array names no sample val"
     if x.ndim < 1 or len(x) == 0:
         raise UserError(f"x holds no samples. Received: x.shape={x.shape}")
     if y.shape != (len(x),):
@@ -219,8 +244,9 @@ def build_npz_domain(arrays, *, layout=DEFAULT_LAYOUT, frame=None, val=DEFAULT_V
     if group is not None and np.shape(group) != (len(x),):
         raise UserError(f"group must hold one id per sample of x. Received: group.shape={np.shape(group)}")
     _check_x(x)
-    x = to_thwc(x, layout, frame)
+    x = to_thwc(x, layout, frame, confirm_layout=confirm_layout)
     ids, names = label_ids(y, class_names)
+    carved = None
 
     if split is not None:
         split = np.asarray(split).astype(str)
@@ -230,11 +256,13 @@ def build_npz_domain(arrays, *, layout=DEFAULT_LAYOUT, frame=None, val=DEFAULT_V
         if unknown:
             raise UserError(f"split values must be train, val or test. Received: {unknown[:5]}")
         parts = {name: np.flatnonzero(split == name) for name in SPLITS}
-        empty = [name for name in SPLITS if not len(parts[name])]
-        if empty:
-            raise UserError(f"the given splits leave {', '.join(empty)} empty; every split needs samples")
-        how = "as given in the file"
+        parts, carved = complete_given_splits(parts, ids, group, val_from_train=val_from_train, seed=seed,
+                                              class_names=names, no_val=no_val)
+        how = "as given in the file" + describe_carved(carved, grouped=group is not None)
     else:
+        if val_from_train is not None:
+            raise UserError("--val-from-train applies to splits the file gives (split, or x_train and x_test);"
+                            " this file gives none, so --val and --test set the split")
         check_ratios(val, test)
         parts = split_indices(ids, group, val=val, test=test, seed=seed, class_names=names)
         how = (f"stratified by label{', by group' if group is not None else ''}, seed {seed}, ratios train "
@@ -242,11 +270,43 @@ def build_npz_domain(arrays, *, layout=DEFAULT_LAYOUT, frame=None, val=DEFAULT_V
     splits = {name: SplitArrays(x=x[parts[name]], y=ids[parts[name]],
                                 group=None if group is None else np.asarray(group)[parts[name]])
               for name in SPLITS}
-    return splits, names, how
+    return splits, names, how, carved
+
+
+def _join_split_keys(arrays):
+    """``(x, y, group, split)`` of a file that gives its splits as keys; val may be missing."""
+    given = [name for name in SPLITS if any(k in arrays for k in SPLIT_KEYS[name])]
+    if "val" not in given:
+        # Public sets often ship train and test only: --val-from-train fills in val.
+        given = [name for name in SPLITS if name != "val"]
+    missing = [k for name in given for k in SPLIT_KEYS[name][:2] if k not in arrays]
+    if missing:
+        raise UserError(f"the file gives per-split arrays but lacks {missing}")
+    xs = [arrays[SPLIT_KEYS[name][0]] for name in given]
+    ys = [arrays[SPLIT_KEYS[name][1]] for name in given]
+    group_keys = [SPLIT_KEYS[name][2] for name in given]
+    given_groups = [k in arrays for k in group_keys]
+    if any(given_groups) and not all(given_groups):
+        raise UserError(f"give {', '.join(group_keys)} together or none. Received: "
+                        f"{[k for k in group_keys if k in arrays]}")
+    for name, x in zip(given, xs):
+        if x.ndim < 1 or not len(x):
+            raise UserError(f"x_{name} is empty; every split needs samples")
+    if len({x.shape[1:] for x in xs}) > 1:
+        raise UserError(f"{', '.join(f'x_{name}' for name in given)} differ in sample shape. Received: "
+                        f"{[x.shape for x in xs]}")
+    if any(len(y_) != len(x_) for x_, y_ in zip(xs, ys)):
+        raise UserError(f"each y_<split> needs one label per sample of x_<split>. Received: "
+                        f"{[(len(x_), len(y_)) for x_, y_ in zip(xs, ys)]}")
+    if len({y_.dtype.kind for y_ in ys}) > 1:
+        raise UserError(f"{', '.join(f'y_{name}' for name in given)} mix string and integer labels")
+    group = np.concatenate([arrays[k] for k in group_keys]) if all(given_groups) else None
+    split = np.repeat(np.array(given), [len(x_) for x_ in xs])
+    return np.concatenate(xs), np.concatenate(ys), group, split
 
 
 def prepare_npz(input_path, domain, out_dir=None, *, layout=DEFAULT_LAYOUT, frame=None, val=DEFAULT_VAL,
-                test=DEFAULT_TEST, seed=0):
+                test=DEFAULT_TEST, seed=0, val_from_train=None, confirm_layout=False):
     """Convert an ``.npz`` file into ``<out_dir>/<domain>.h5``.
 
     Args:
@@ -257,7 +317,10 @@ def prepare_npz(input_path, domain, out_dir=None, *, layout=DEFAULT_LAYOUT, fram
         layout: layout of ``x``: ``NTHWC``, ``NTWC`` or ``NTC``.
         frame: for ``NTC``, time steps per frame.
         val, test: fractions for val and test when the file gives no splits.
-        seed: seed of the split.
+        seed: seed of the split, or of the carving of val.
+        val_from_train: when the file gives train and test but no val, the
+            fraction of the given train split to carve out as val.
+        confirm_layout: for ``NTC``, accept more channels than time steps.
 
     Returns:
         The :class:`DomainInfo` of the written file.
@@ -266,8 +329,11 @@ def prepare_npz(input_path, domain, out_dir=None, *, layout=DEFAULT_LAYOUT, fram
     if layout not in LAYOUTS:
         raise UserError(f"layout must be one of {', '.join(LAYOUTS)}. Received: layout={layout!r}")
     check_ratios(val, test)
+    check_val_from_train(val_from_train)
     arrays = load_arrays(input_path)
-    splits, class_names, how = build_npz_domain(arrays, layout=layout, frame=frame, val=val, test=test, seed=seed)
+    splits, class_names, how, carved = build_npz_domain(arrays, layout=layout, frame=frame, val=val, test=test,
+                                                        seed=seed, val_from_train=val_from_train,
+                                                        confirm_layout=confirm_layout)
     provenance = {
         "source": str(Path(input_path).resolve()),
         "converter": "python -m data_prep npz (data_prep.npz.prepare_npz)",
@@ -275,6 +341,7 @@ def prepare_npz(input_path, domain, out_dir=None, *, layout=DEFAULT_LAYOUT, fram
         "layout": layout,
         "frame": frame,
         "split": how,
+        "val_from_train": carved,
         "group": "the file's group ids" if splits["train"].group is not None else "none",
         "counts": {name: int(len(splits[name].y)) for name in SPLITS},
     }
@@ -295,14 +362,20 @@ def add_arguments(parser):
                         help=f"layout of x: {', '.join(LAYOUTS)} (default: {DEFAULT_LAYOUT})")
     parser.add_argument("--frame", type=int, default=None, metavar="W",
                         help="NTC only: time steps per frame; the series becomes T // W frames of 1 x W")
-    add_split_arguments(parser, of="the samples, when the file gives no splits")
+    parser.add_argument("--confirm-layout", action="store_true",
+                        help="NTC only: x really has more channels than time steps (otherwise refused as a likely"
+                             " untransposed (N, C, T) array)")
+    add_split_arguments(parser, of="the samples, when the file gives no splits",
+                        seed_help="seed of the split, or of --val-from-train")
+    add_val_from_train_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
 
 
 def run(args):
     """Run ``npz`` with parsed ``args``, print a summary, return the exit code."""
     info = prepare_npz(args.input, args.domain, args.out, layout=args.layout, frame=args.frame, val=args.val,
-                       test=args.test, seed=args.seed)
+                       test=args.test, seed=args.seed, val_from_train=args.val_from_train,
+                       confirm_layout=args.confirm_layout)
     if not args.quiet:
         sizes = ", ".join(f"{split} {info.split_sizes[split]}" for split in SPLITS)
         print(f"wrote {info.path}: {sizes} samples of shape {info.frame_shape}")

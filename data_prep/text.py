@@ -11,6 +11,11 @@ transfer experiments, three tab-separated fields and an optional fourth::
 - ``label``: the class, e.g. ``Negative``, ``Neutral`` or ``Positive``;
 - ``split`` (optional, all lines or none): ``train``, ``val`` or ``test``.
 
+Fields are read as CSV (RFC 4180) with a tab as the delimiter (``delimiter``
+changes it): a field in double quotes may hold the delimiter, and a quote
+inside it is doubled. ``skip_header`` (``--skip-header``) skips the first
+line.
+
 Each sentence becomes ``frames * width`` word ids, cut into ``frames`` frames
 of ``width`` tokens: ``x`` is int32 ``(N, frames, 1, width, 1)``. Shorter
 sentences are padded at the end with the PAD id; longer ones keep the
@@ -28,7 +33,11 @@ same ids.
 
 Without a split column, lines are split stratified by label, grouped by
 sentence, so that a sentence labelled for two entities never lands in two
-splits (``group`` = the sentence's index in order of first appearance).
+splits (``group`` = the sentence's index in order of first appearance). A
+split column is taken as it is, but a sentence in two of its splits is
+refused, as a leak; when it names train and test but no val,
+``val_from_train`` (``--val-from-train F``) carves val out of train, with
+the same grouping.
 
 Library use::
 
@@ -42,6 +51,7 @@ Command line::
     python -m data_prep text --input restaurants.tsv --domain restaurants --vocab-from laptops
 """
 
+import csv
 import json
 import logging
 from collections import Counter
@@ -53,7 +63,10 @@ import numpy as np
 from convlstm_tl.data.format import SPLITS, SplitArrays, check_domain_name, find_domain, open_domain, resolve_data_dir
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
-from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
+from data_prep.splits import (
+    DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, add_val_from_train_argument, check_ratios, check_val_from_train,
+    complete_given_splits, describe_carved, split_indices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +79,7 @@ FIELD_SEPARATOR = "|"
 DEFAULT_FRAMES = 8
 DEFAULT_WIDTH = 8  # 8 frames x 8 tokens = 64 tokens, longer than most review sentences
 DEFAULT_MIN_COUNT = 1
+DEFAULT_DELIMITER = "\t"
 
 
 @dataclass(frozen=True)
@@ -89,17 +103,50 @@ class Example:
     line: int
 
 
-def parse_line(text, line):
+def check_delimiter(delimiter):
+    """Check the field separator; return it.
+
+    Raises:
+        UserError: unless it is one character other than a double quote or
+            a line break.
+    """
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise UserError(f"the delimiter must be one character, not a double quote or line break (a tab by"
+                        f" default). Received: delimiter={delimiter!r}")
+    return delimiter
+
+
+def parse_line(text, line, *, delimiter=DEFAULT_DELIMITER):
     """Parse one line of the format (see the module docstring) into an :class:`Example`.
+
+    Raises:
+        UserError: naming the line, for broken quoting, a wrong number of
+            fields, an empty field, a malformed token or an unknown split
+            name.
+    """
+    try:
+        fields = next(csv.reader([text.rstrip("\r\n")], delimiter=check_delimiter(delimiter), strict=True), [])
+    except csv.Error as error:
+        raise UserError(_quoting_problem(error, line)) from None
+    return parse_fields(fields, line, delimiter=delimiter)
+
+
+def _quoting_problem(error, line):
+    return (f"line {line}: {error}; a field that starts with a double quote is read as quoted (CSV, RFC 4180):"
+            " end it with a quote and double every quote inside it")
+
+
+def parse_fields(fields, line, *, delimiter=DEFAULT_DELIMITER):
+    """Parse the fields of one example (as the CSV reader split them) into an :class:`Example`.
 
     Raises:
         UserError: naming the line, for a wrong number of fields, an empty
             field, a malformed token or an unknown split name.
     """
-    fields = text.rstrip("\r\n").split("\t")
     if len(fields) not in (3, 4):
-        raise UserError(f"line {line}: expected 3 or 4 tab-separated fields (sentence, entity, label[, split]). "
-                        f"Received: {len(fields)} field(s)")
+        separated = "tab" if delimiter == "\t" else repr(delimiter)
+        raise UserError(f"line {line}: expected 3 or 4 {separated}-separated fields (sentence, entity, label[, split])"
+                        f". Received: {len(fields)} field(s)")
     sentence, entity, label = (field.strip() for field in fields[:3])
     split = fields[3].strip() if len(fields) == 4 else None
     if not sentence or not label:
@@ -123,23 +170,35 @@ def parse_line(text, line):
     return Example(tuple(words), tuple(distances), entity, label, split, line)
 
 
-def read_examples(path):
+def read_examples(path, *, delimiter=DEFAULT_DELIMITER, skip_header=False):
     """Parse every non-blank line of ``path``.
 
+    Args:
+        path: the file (format in the module docstring).
+        delimiter: the field separator; fields may be quoted as in CSV.
+        skip_header: skip the first line (a header).
+
     Raises:
-        UserError: for a missing or unreadable file, a malformed line (with
-            its number), a file without examples, or a split column given on
-            some lines only.
+        UserError: for a missing or unreadable file, broken quoting or a
+            malformed line (with its number), a file without examples, or a
+            split column given on some lines only.
     """
     path = Path(path)
+    check_delimiter(delimiter)
     if not path.is_file():
         raise UserError(f"input file {path} not found")
     examples = []
     try:
-        with open(path, encoding="utf-8") as f:
-            for line, text in enumerate(f, start=1):
-                if text.strip():
-                    examples.append(parse_line(text, line))
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, fields in _records(csv.reader(f, delimiter=delimiter, strict=True)):
+                if line == 1 and skip_header or not any(field.strip() for field in fields):
+                    continue
+                try:
+                    examples.append(parse_fields(fields, line, delimiter=delimiter))
+                except UserError as error:
+                    if line == 1:
+                        raise UserError(f"{error}; if line 1 is a header, pass --skip-header") from None
+                    raise
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not examples:
@@ -150,6 +209,20 @@ def read_examples(path):
         raise UserError(f"line {odd.line}: the split column must be on every line or on none"
                         f" (line {examples[0].line} {'has' if with_split[0] else 'lacks'} it)")
     return examples
+
+
+def _records(reader):
+    """Yield ``(first line number, fields)`` of each record; a quoted field may span lines."""
+    line = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise UserError(_quoting_problem(error, line)) from None
+        yield line, fields
+        line = reader.line_num + 1
 
 
 def build_vocab(word_lists, *, min_count=DEFAULT_MIN_COUNT):
@@ -204,7 +277,8 @@ def read_vocab(source, data_dir=None):
 
 
 def build_text_domain(examples, *, frames=DEFAULT_FRAMES, width=DEFAULT_WIDTH, vocab=None,
-                      min_count=DEFAULT_MIN_COUNT, keep_case=False, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0):
+                      min_count=DEFAULT_MIN_COUNT, keep_case=False, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0,
+                      val_from_train=None):
     """Encode parsed examples into the splits of a tokens domain, in memory.
 
     Args:
@@ -218,17 +292,23 @@ def build_text_domain(examples, *, frames=DEFAULT_FRAMES, width=DEFAULT_WIDTH, v
         keep_case: keep the words' case; by default they are lower-cased.
         val, test: fractions for val and test when the lines carry no split
             column.
-        seed: seed of the split.
+        seed: seed of the split, or of the carving of val.
+        val_from_train: when the split column names train and test but no
+            val, the fraction of the train lines to carve out as val
+            (grouped by sentence).
 
     Returns:
-        ``(splits, class_names, vocab, stats)``: ``{split: SplitArrays}``,
-        the sorted label names, the vocabulary used, and counts for the
-        provenance (OOV rate, truncated sentences, ...).
+        ``(splits, class_names, vocab, stats)``: ``{split: SplitArrays}``
+        (``group`` = the sentence's index), the sorted label names, the
+        vocabulary used, and counts for the provenance (OOV rate, truncated
+        sentences, ``val_from_train`` when val was carved, ...).
 
     Raises:
-        UserError: for bad options, fewer than 2 labels, or a label with too
-            few sentences to split.
+        UserError: for bad options, fewer than 2 labels, a label with too
+            few sentences to split, a sentence in two given splits, or a
+            split column without val (and no ``val_from_train``).
     """
+    check_val_from_train(val_from_train)
     for name, value in (("frames", frames), ("width", width), ("min_count", min_count)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise UserError(f"{name} must be a positive integer. Received: {name}={value!r}")
@@ -241,25 +321,29 @@ def build_text_domain(examples, *, frames=DEFAULT_FRAMES, width=DEFAULT_WIDTH, v
     sentence_ids = {}
     groups = np.array([sentence_ids.setdefault(w, len(sentence_ids)) for w in words], dtype=np.int64)
 
+    carved = None
     if examples[0].split is not None:
         parts = {name: np.array([i for i, e in enumerate(examples) if e.split == name], dtype=np.int64)
                  for name in SPLITS}
-        empty = [name for name in SPLITS if not len(parts[name])]
+        empty = [name for name in ("train", "test") if not len(parts[name])]
         if empty:
-            raise UserError(f"the split column names no line for {', '.join(empty)}; every split needs examples")
-        # The split column is the user's; a sentence in two of its splits
-        # would be a leak that write_domain refuses, so keep no group then.
-        groups_ok = _disjoint(groups, parts)
+            raise UserError(f"the split column names no line for {' and '.join(empty)}; every split needs examples")
+        parts, carved = complete_given_splits(
+            parts, labels, groups, val_from_train=val_from_train, seed=seed, class_names=class_names,
+            no_val="the split column names no line for val", what="sentence",
+            show=lambda i: _shown(examples[i].words), locate=lambda i: f"line {examples[i].line}")
     else:
+        if val_from_train is not None:
+            raise UserError("--val-from-train applies to a file with a split column; this one has none, so --val"
+                            " and --test set the split")
         check_ratios(val, test)
         parts = split_indices(labels, groups, val=val, test=test, seed=seed, class_names=class_names)
-        groups_ok = True
 
     if vocab is None:
         vocab = build_vocab((words[i] for i in parts["train"]), min_count=min_count)
     index = {word: i for i, word in enumerate(vocab)}
     length = frames * width
-    splits, stats = {}, {"tokens": 0, "oov": 0, "truncated": 0}
+    splits, stats = {}, {"tokens": 0, "oov": 0, "truncated": 0, "val_from_train": carved}
     for name in SPLITS:
         chosen = parts[name]
         ids = np.stack([encode(words[i], examples[i].distances, index, length=length) for i in chosen])
@@ -268,21 +352,23 @@ def build_text_domain(examples, *, frames=DEFAULT_FRAMES, width=DEFAULT_WIDTH, v
             stats["truncated"] += int(len(words[i]) > length)
         stats["oov"] += int((ids == OOV_ID).sum())
         splits[name] = SplitArrays(x=ids.reshape(len(chosen), frames, 1, width, 1), y=labels[chosen],
-                                   group=groups[chosen] if groups_ok else None)
+                                   group=groups[chosen])
     return splits, class_names, vocab, stats
 
 
-def _disjoint(groups, parts):
-    seen = [set(groups[parts[name]].tolist()) for name in SPLITS]
-    return not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+def _shown(words, limit=40):
+    """A sentence, shortened, for a message."""
+    text = " ".join(words)
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def prepare_text(input_path, domain, out_dir=None, *, vocab_from=None, frames=None, width=None,
-                 min_count=DEFAULT_MIN_COUNT, keep_case=False, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0):
+                 min_count=DEFAULT_MIN_COUNT, keep_case=False, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0,
+                 val_from_train=None, delimiter=DEFAULT_DELIMITER, skip_header=False):
     """Convert a text file into ``<out_dir>/<domain>.h5`` (a tokens domain).
 
     Args:
-        input_path: the tab-separated file.
+        input_path: the tab-separated file (see the module docstring).
         domain: the domain's name (the file's stem).
         out_dir: folder of the domain files; None means ``$CONVLSTM_TL_DATA``
             or ``./data``. ``vocab_from`` is looked up there too.
@@ -290,28 +376,34 @@ def prepare_text(input_path, domain, out_dir=None, *, vocab_from=None, frames=No
             vocabulary encodes this one.
         frames, width: the frame shape; None takes ``vocab_from``'s, or
             :data:`DEFAULT_FRAMES` x :data:`DEFAULT_WIDTH`.
-        min_count, keep_case, val, test, seed: see :func:`build_text_domain`.
+        min_count, keep_case, val, test, seed, val_from_train: see
+            :func:`build_text_domain`.
+        delimiter, skip_header: see :func:`read_examples`.
 
     Returns:
         The :class:`DomainInfo` of the written file.
     """
     check_domain_name(domain)
     check_ratios(val, test)
+    check_val_from_train(val_from_train)
+    check_delimiter(delimiter)
     vocab, source_shape = None, None
     if vocab_from is not None:
         vocab, source_shape = read_vocab(vocab_from, out_dir)
     frames = frames if frames is not None else (source_shape[0] if source_shape else DEFAULT_FRAMES)
     width = width if width is not None else (source_shape[2] if source_shape else DEFAULT_WIDTH)
-    examples = read_examples(input_path)
+    examples = read_examples(input_path, delimiter=delimiter, skip_header=skip_header)
     splits, class_names, vocab, stats = build_text_domain(
         examples, frames=frames, width=width, vocab=vocab, min_count=min_count, keep_case=keep_case,
-        val=val, test=test, seed=seed)
+        val=val, test=test, seed=seed, val_from_train=val_from_train)
+    separator = "<TAB>" if delimiter == "\t" else delimiter
     provenance = {
         "source": str(Path(input_path).resolve()),
         "converter": "python -m data_prep text (data_prep.text.prepare_text)",
         "domain": domain,
         "lines": len(examples),
-        "format": "sentence<TAB>entity<TAB>label[<TAB>split]; tokens word|POS|position|distance joined by ###",
+        "format": (f"sentence{separator}entity{separator}label[{separator}split], quoted as in CSV (RFC 4180)"
+                   f"{', first line skipped' if skip_header else ''}; tokens word|POS|position|distance joined by ###"),
         "encoded": "words only" + ("" if keep_case else ", lower-cased"),
         "frames": int(frames),
         "width": int(width),
@@ -324,9 +416,11 @@ def prepare_text(input_path, domain, out_dir=None, *, vocab_from=None, frames=No
         "oov_id": OOV_ID,
         "oov_rate": round(stats["oov"] / max(1, stats["tokens"]), 6),
         "truncated_sentences": stats["truncated"],
-        "split": ("the file's split column" if examples[0].split is not None else
+        "split": ("the file's split column" + describe_carved(stats["val_from_train"], grouped=True)
+                  if examples[0].split is not None else
                   f"stratified by label, grouped by sentence, seed {seed}, ratios train "
                   f"{round(1 - val - test, 6)} / val {val} / test {test}"),
+        "val_from_train": stats["val_from_train"],
         "group": "index of the sentence (in order of first appearance); a sentence is in one split only",
         "counts": {name: int(len(splits[name].y)) for name in SPLITS},
     }
@@ -338,8 +432,8 @@ def prepare_text(input_path, domain, out_dir=None, *, vocab_from=None, frames=No
 
 def add_arguments(parser):
     """Add the ``text`` options to ``parser``."""
-    parser.add_argument("--input", type=Path, required=True, help="tab-separated file: sentence, entity, label"
-                                                                 " [, split]")
+    parser.add_argument("--input", type=Path, required=True,
+                        help="tab-separated file: sentence, entity, label [, split]; fields may be quoted as in CSV")
     parser.add_argument("--domain", required=True, help="name of the domain; writes <out>/<domain>.h5")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
@@ -352,15 +446,26 @@ def add_arguments(parser):
     parser.add_argument("--min-count", type=int, default=DEFAULT_MIN_COUNT,
                         help=f"occurrences a training word needs to get an id (default: {DEFAULT_MIN_COUNT})")
     parser.add_argument("--keep-case", action="store_true", help="do not lower-case words")
-    add_split_arguments(parser, of="the sentences, without a split column")
+    parser.add_argument("--delimiter", type=_delimiter, default=DEFAULT_DELIMITER,
+                        help="field separator, one character; \\t or tab for a tab (default: tab)")
+    parser.add_argument("--skip-header", action="store_true", help="skip the first line of the file (a header)")
+    add_split_arguments(parser, of="the sentences, without a split column",
+                        seed_help="seed of the split, or of --val-from-train")
+    add_val_from_train_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing unless there is an error")
+
+
+def _delimiter(text):
+    """``--delimiter``'s value: a shell cannot easily pass a tab, so ``\\t`` and ``tab`` name it."""
+    return "\t" if text in ("\\t", "tab") else text
 
 
 def run(args):
     """Run ``text`` with parsed ``args``, print a summary, return the exit code."""
     info = prepare_text(args.input, args.domain, args.out, vocab_from=args.vocab_from, frames=args.frames,
                         width=args.width, min_count=args.min_count, keep_case=args.keep_case, val=args.val,
-                        test=args.test, seed=args.seed)
+                        test=args.test, seed=args.seed, val_from_train=args.val_from_train,
+                        delimiter=args.delimiter, skip_header=args.skip_header)
     if not args.quiet:
         sizes = ", ".join(f"{split} {info.split_sizes[split]}" for split in SPLITS)
         print(f"wrote {info.path}: {sizes} sentences of {info.frame_shape[0]} x {info.frame_shape[2]} tokens,"

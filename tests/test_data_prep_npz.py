@@ -135,7 +135,17 @@ Y = np.arange(30) % 3
     ({"x": X, "y": Y, "group": np.arange(10)}, [], "one id per sample"),
     ({"x": X, "y": np.repeat([0, 1], [28, 2])}, [], "too few to split"),
     ({"x": X, "y": Y}, ["--val", "0"], "val ratio"),
-    ({"x_train": X, "y_train": Y}, [], "lacks ['x_val'"),
+    ({"x_train": X, "y_train": Y}, [], "lacks ['x_test'"),
+    ({"x_train": X, "y_train": Y, "x_val": X}, [], "lacks ['y_val'"),
+    ({"x_train": X, "y_train": Y, "x_test": X, "y_test": Y}, [], "no x_val; pass --val-from-train F"),
+    ({"x": X, "y": Y, "split": np.array(["train"] * 25 + ["test"] * 5)}, [],
+     "names no sample val; pass --val-from-train"),
+    ({"x": X, "y": Y, "split": np.array(["train"] * 20 + ["val"] * 5 + ["test"] * 5)}, ["--val-from-train", "0.2"],
+     "drop --val-from-train"),
+    ({"x": X, "y": Y}, ["--val-from-train", "0.2"], "applies to splits the file gives"),
+    ({"x_train": X, "y_train": Y, "x_test": X, "y_test": Y}, ["--val-from-train", "1.5"], "fraction in (0, 1)"),
+    ({"x": np.zeros((30, 4, 12)), "y": Y}, ["--layout", "NTC", "--frame", "2"], "looks like (N, C, T)"),
+    ({"x": X, "y": Y}, ["--confirm-layout"], "--confirm-layout applies to layout NTC only"),
 ])
 def test_bad_input_exits_2_with_one_line(arrays, options, message, tmp_path, capsys):
     argv = ["npz", "--input", _bad(tmp_path, **arrays), "--domain", "bad", "--out", str(tmp_path), *options]
@@ -161,3 +171,69 @@ def test_cli_writes_and_reports(tmp_path, capsys):
                  "--frame", "4"]) == 0
     assert "mine.h5" in capsys.readouterr().out
     assert open_domain(tmp_path / "mine.h5").frame_shape == (3, 1, 4, 2)
+
+
+def test_ntc_with_more_channels_than_steps_needs_confirm_layout(tmp_path, capsys):
+    path = _bad(tmp_path, x=np.random.default_rng(0).normal(size=(30, 4, 12)), y=Y)
+    argv = ["npz", "--input", path, "--domain", "wide", "--out", str(tmp_path), "--layout", "NTC", "--frame", "2"]
+    line = data_prep_error_line(argv, capsys)
+    assert "transpose it to (N, T, C)" in line and "--confirm-layout" in line and "x.shape=(30, 4, 12)" in line
+    assert not (tmp_path / "wide.h5").exists()
+    assert main([*argv, "--confirm-layout", "--quiet"]) == 0
+    assert open_domain(tmp_path / "wide.h5").frame_shape == (2, 1, 2, 12)
+
+
+@pytest.mark.parametrize("arrays", [
+    {"x": X, "y": Y, "group": np.arange(30) % 10, "split": np.array(["train"] * 20 + ["val"] * 5 + ["test"] * 5)},
+    {"x_train": X[:20], "y_train": Y[:20], "group_train": np.arange(20),
+     "x_val": X[:5], "y_val": Y[:5], "group_val": np.arange(20, 25),
+     "x_test": X[:5], "y_test": Y[:5], "group_test": np.array([30, 31, 7, 32, 33])},
+])
+def test_a_group_in_two_given_splits_is_refused(arrays, tmp_path, capsys):
+    argv = ["npz", "--input", _bad(tmp_path, **arrays), "--domain", "bad", "--out", str(tmp_path)]
+    line = data_prep_error_line(argv, capsys)
+    assert "is in both the given" in line and "must be in one split only" in line
+    assert "group 0 is in both the given train and val" in line or "group 7 is in both the given train and test" in line
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def _train_test_only(tmp_path, n_train=60, n_test=12):
+    """Per-split keys without val, as UCR/UEA sets ship: 3 classes, subjects of 4 samples of one class."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for name, n, first in (("train", n_train, 0), ("test", n_test, 1000)):
+        subject = np.arange(n) // 4 + first
+        arrays[f"x_{name}"] = rng.normal(size=(n, 8, 2)).astype(np.float32)
+        arrays[f"y_{name}"] = np.array(["a", "b", "c"])[subject % 3]
+        arrays[f"group_{name}"] = subject
+    np.savez(tmp_path / "ucr.npz", **arrays)
+    return tmp_path / "ucr.npz"
+
+
+def test_val_from_train_carves_val_out_of_train_by_group_and_label(tmp_path):
+    source = _train_test_only(tmp_path)
+    info = prepare_npz(source, "ucr", tmp_path / "a", layout="NTC", frame=4, val_from_train=0.25, seed=5)
+    domain = open_domain(info.path)  # readable and valid: no group in two splits, every class in train
+    assert domain.split_sizes == {"train": 48, "val": 12, "test": 12} and domain.has_groups
+    labels = {name: read_labels(info.path, name) for name in SPLITS}
+    assert not set(labels["train"][1].tolist()) & set(labels["val"][1].tolist())
+    assert set(labels["val"][1].tolist()) < set(range(15))  # val comes from the given train subjects
+    assert set(labels["val"][0].tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(labels["test"][1], np.arange(12) // 4 + 1000)  # test untouched
+    provenance = json.loads(info.provenance)
+    assert provenance["val_from_train"] == {"fraction": 0.25, "seed": 5}
+    assert "val carved out of the given train split" in provenance["split"] and "seed 5" in provenance["split"]
+    again = prepare_npz(source, "ucr", tmp_path / "b", layout="NTC", frame=4, val_from_train=0.25, seed=5)
+    for name in SPLITS:
+        np.testing.assert_array_equal(read_split(info.path, name)[0], read_split(again.path, name)[0])
+    other = prepare_npz(source, "ucr", tmp_path / "c", layout="NTC", frame=4, val_from_train=0.25, seed=6)
+    assert set(read_labels(other.path, "val")[1].tolist()) != set(labels["val"][1].tolist())
+
+
+def test_val_from_train_on_the_cli(tmp_path, capsys):
+    source = str(_train_test_only(tmp_path))
+    argv = ["npz", "--input", source, "--domain", "ucr", "--out", str(tmp_path), "--layout", "NTC", "--frame", "4"]
+    assert "--val-from-train" in data_prep_error_line(argv, capsys)
+    assert not (tmp_path / "ucr.h5").exists()
+    assert main([*argv, "--val-from-train", "0.2"]) == 0
+    assert "val 12" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from convlstm_tl.errors import UserError
-from data_prep.splits import check_ratios, split_indices
+from data_prep.splits import carve_val, check_given_groups, check_ratios, complete_given_splits, split_indices
 
 SPLITS = ("train", "val", "test")
 
@@ -71,3 +71,60 @@ def test_too_few_to_split(labels, groups, message):
 def test_ratios_out_of_range(val, test):
     with pytest.raises(UserError, match="Received"):
         check_ratios(val, test)
+
+
+def test_carve_val_keeps_groups_whole_and_every_class_in_both():
+    groups = np.repeat(np.arange(24), 5)
+    labels = (groups % 3).astype(np.int64)  # 8 one-class groups per class
+    parts = carve_val(labels, groups, fraction=0.25, seed=4)
+    assert sorted(np.concatenate([parts["train"], parts["val"]]).tolist()) == list(range(len(labels)))
+    assert not set(groups[parts["train"]].tolist()) & set(groups[parts["val"]].tolist())
+    for name in ("train", "val"):
+        assert set(labels[parts[name]].tolist()) == {0, 1, 2}
+    assert len(parts["val"]) == 30
+
+
+def test_carve_val_is_seeded_and_stratified_without_groups():
+    labels = np.repeat([0, 1, 2], [40, 20, 1])
+    first, again = (carve_val(labels, fraction=0.25, seed=7) for _ in range(2))
+    for name in ("train", "val"):
+        np.testing.assert_array_equal(first[name], again[name])
+    assert np.bincount(labels[first["val"]], minlength=3).tolist() == [10, 5, 0]
+    # A class of one sample cannot be shared: it stays in train, which needs every class.
+    assert 2 in labels[first["train"]]
+    other = carve_val(labels, fraction=0.25, seed=8)
+    assert not np.array_equal(first["val"], other["val"])
+
+
+@pytest.mark.parametrize("labels, groups, fraction, message", [
+    (np.array([0, 1, 2]), None, 0.5, "leaves val empty"),
+    (np.repeat([0, 1], 4), np.repeat([0, 1], 4), 0.3, "no class has two groups"),
+    (np.repeat([0, 1], 4), None, 1.0, "must be a fraction"),
+])
+def test_carve_val_refuses_what_it_cannot_do(labels, groups, fraction, message):
+    with pytest.raises(UserError, match=message):
+        carve_val(labels, groups, fraction=fraction)
+
+
+def test_a_group_in_two_given_splits_is_named():
+    groups = np.array(["a", "b", "c", "b"])
+    with pytest.raises(UserError, match="group 'b' is in both the given train and test splits") as error:
+        check_given_groups(groups, {"train": [0, 1], "val": [2], "test": [3]})
+    assert "one split only" in str(error.value)
+    with pytest.raises(UserError, match=r"sentence S1 is in both the given train and val splits \(row 1 and row 2\)"):
+        check_given_groups(np.array([0, 1, 1]), {"train": [0, 1], "val": [2], "test": []}, what="sentence",
+                           show=lambda i: f"S{i}", locate=lambda i: f"row {i}")
+    check_given_groups(groups[:3], {"train": [0], "val": [1], "test": [2]})
+
+
+def test_complete_given_splits_needs_val_or_val_from_train():
+    labels = np.tile([0, 1], 10)
+    given = {"train": np.arange(16), "test": np.arange(16, 20)}
+    with pytest.raises(UserError, match="no x_val; pass --val-from-train F"):
+        complete_given_splits(given, labels, no_val="the file has no x_val")
+    parts, carved = complete_given_splits(given, labels, val_from_train=0.25, seed=3)
+    assert carved == {"fraction": 0.25, "seed": 3}
+    assert len(parts["val"]) == 4 and set(parts["val"]) < set(range(16))
+    np.testing.assert_array_equal(parts["test"], np.arange(16, 20))
+    with pytest.raises(UserError, match="drop --val-from-train"):
+        complete_given_splits(parts, labels, val_from_train=0.25)

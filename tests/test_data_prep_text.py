@@ -1,6 +1,7 @@
 """Tests of ``data_prep.text``, and of training and transferring on the tokens domains it writes."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from conftest import data_prep_error_line
 from convlstm_tl.data.format import open_domain
 from convlstm_tl.data.reader import read_labels, read_split
 from convlstm_tl.errors import UserError
+from data_prep.__main__ import main
 from data_prep.text import OOV_ID, PAD_ID, build_vocab, encode, parse_line, prepare_text, read_examples
 
 SPLITS = ("train", "val", "test")
@@ -54,11 +56,22 @@ def test_parse_line_keeps_words_and_distances():
     ("\te\tPositive", "sentence is empty"),
     ("a|DT|0|0\te\t ", "label is empty"),
     ("a|DT|0|0\te\tPositive\ttraining", "split column must be one of"),
+    ('"a|DT|0|0"x\te\tPositive', "a field that starts with a double quote is read as quoted"),
 ])
 def test_parse_line_errors_name_the_line(text, message):
     with pytest.raises(UserError, match=message) as error:
         parse_line(text, 12)
     assert str(error.value).startswith("line 12")
+
+
+def test_quoted_fields_hold_the_delimiter_and_doubled_quotes():
+    example = parse_line('"a|DT|0|-1###""|``|1|0"\t"big\tscreen, ""new"""\tPositive\t"test"', 3)
+    assert example.words == ("a", '"') and example.distances == (-1, 0)
+    assert (example.entity, example.label, example.split) == ('big\tscreen, "new"', "Positive", "test")
+    example = parse_line('a|DT|0|0,"screen, big",Negative', 4, delimiter=",")
+    assert (example.entity, example.label) == ("screen, big", "Negative")
+    with pytest.raises(UserError, match="expected 3 or 4 ','-separated fields"):
+        parse_line("a|DT|0|0,screen, big, new,Negative", 4, delimiter=",")
 
 
 def test_build_vocab_reserves_pad_and_oov_and_orders_by_count():
@@ -146,7 +159,11 @@ def test_vocab_from_encodes_with_the_source_vocab(tmp_path):
     ("", "holds no examples"),
     ("a|DT|0|0\te\tPositive\ttrain\nb|DT|0|0\te\tNegative\n", "line 2: the split column must be on every line"),
     ("".join(f"w{i}|NN|0|0\te\t{LABELS[i % 2]}\t{'train' if i < 8 else 'test'}\n" for i in range(10)),
-     "names no line for val"),
+     "names no line for val; pass --val-from-train F"),
+    ("sentence\tentity\tlabel\n" + "".join(f"w{i}|NN|0|0\te\t{LABELS[i % 2]}\n" for i in range(9)),
+     "line 1, token 1: expected word|POS|position|distance-to-entity with integer position and distance. "
+     "Received: 'sentence'; if line 1 is a header, pass --skip-header"),
+    ('a|DT|0|0\te\tPositive\n"b|DT|0|0\te\tNegative\nc|DT|0|0\te\tNeutral\n', "line 2: unexpected end of data"),
     ("".join(f"w{i}|NN|0|0\te\t{'Positive' if i else 'Negative'}\n" for i in range(9)), "too few to split"),
 ])
 def test_bad_files_exit_2_with_one_line(content, message, tmp_path, capsys):
@@ -218,3 +235,93 @@ def test_train_on_tokens_then_transfer_with_the_source_vocab(tmp_path):
     assert plan_evaluation([source.run_dir], ["src", "tgt"], data_dir=str(data)).pairs
     with pytest.raises(UserError, match="another vocabulary"):
         plan_evaluation([source.run_dir], ["own"], data_dir=str(data))
+
+
+def _given_split_lines(n_sentences=30, *, with_val=True, entities=("phone", "battery")):
+    """Sentences each labelled for two entities (same label), the split given by sentence:
+    of every 5, one in test, one in val (or train, without val), the rest in train."""
+    lines = []
+    for i in range(n_sentences):
+        label = LABELS[i % 3]
+        sentence = _sentence([CUES[label][0], "phone", f"s{i}"], entity_at=1)
+        split = {0: "test", 1: "val" if with_val else "train"}.get(i % 5, "train")
+        lines += [f"{sentence}\t{entity}\t{label}\t{split}" for entity in entities]
+    return lines
+
+
+def test_a_sentence_in_two_given_splits_is_refused(tmp_path, capsys):
+    lines = _given_split_lines()
+    lines[1] = lines[1].rsplit("\t", 1)[0] + "\ttrain"  # sentence 0 is in test on line 1, in train on line 2
+    (tmp_path / "leak.tsv").write_text("\n".join(lines) + "\n")
+    argv = ["text", "--input", str(tmp_path / "leak.tsv"), "--domain", "leak", "--out", str(tmp_path)]
+    line = data_prep_error_line(argv, capsys)
+    assert "sentence 'bad phone s0' is in both the given train and test splits (line 2 and line 1)" in line
+    assert "must be in one split only" in line
+    assert not (tmp_path / "leak.h5").exists()
+
+
+def test_npz_and_text_refuse_a_leak_in_given_splits_alike(tmp_path, capsys):
+    lines = _given_split_lines()
+    lines.append(lines[4].rsplit("\t", 1)[0] + "\ttest")  # sentence 2 (train) again, in test
+    (tmp_path / "leak.tsv").write_text("\n".join(lines) + "\n")
+    text_line = data_prep_error_line(["text", "--input", str(tmp_path / "leak.tsv"), "--domain", "t", "--out",
+                                      str(tmp_path)], capsys)
+    np.savez(tmp_path / "leak.npz", x=np.zeros((6, 2, 1, 1, 1)), y=np.arange(6) % 2,
+             group=np.array([0, 1, 2, 3, 4, 1]), split=np.array(["train", "train", "val", "val", "test", "test"]))
+    npz_line = data_prep_error_line(["npz", "--input", str(tmp_path / "leak.npz"), "--domain", "n", "--out",
+                                     str(tmp_path)], capsys)
+    pattern = r"error: (group|sentence) .+ is in both the given train and test splits.*; a \1 must be in one split only"
+    assert re.search(pattern, text_line) and re.search(pattern, npz_line), (text_line, npz_line)
+    assert not (tmp_path / "t.h5").exists() and not (tmp_path / "n.h5").exists()
+
+
+def test_given_splits_keep_the_sentence_groups(tmp_path):
+    (tmp_path / "given.tsv").write_text("\n".join(_given_split_lines()) + "\n")
+    info = prepare_text(tmp_path / "given.tsv", "given", tmp_path)
+    assert info.has_groups
+    groups = {name: read_labels(info.path, name)[1] for name in SPLITS}
+    assert len(np.unique(groups["train"])) == 18 and len(groups["train"]) == 36
+    assert not set(groups["train"].tolist()) & set(groups["test"].tolist())
+
+
+def test_val_from_train_carves_val_out_of_the_train_lines(tmp_path, capsys):
+    (tmp_path / "tt.tsv").write_text("\n".join(_given_split_lines(n_sentences=60, with_val=False)) + "\n")
+    argv = ["text", "--input", str(tmp_path / "tt.tsv"), "--domain", "tt", "--out", str(tmp_path), "--quiet"]
+    assert "--val-from-train" in data_prep_error_line(argv, capsys)
+    assert main([*argv, "--val-from-train", "0.25", "--seed", "2"]) == 0
+    info = open_domain(tmp_path / "tt.h5")
+    assert info.split_sizes == {"train": 72, "val": 24, "test": 24}
+    labels = {name: read_labels(info.path, name) for name in SPLITS}
+    assert not set(labels["train"][1].tolist()) & set(labels["val"][1].tolist())  # both entities of a sentence
+    assert set(labels["val"][0].tolist()) == {0, 1, 2}
+    provenance = json.loads(info.provenance)
+    assert provenance["val_from_train"] == {"fraction": 0.25, "seed": 2}
+    assert provenance["split"].startswith("the file's split column; val carved out of the given train split")
+    first = read_split(info.path, "val")[0]
+    assert main([*argv, "--domain", "again", "--val-from-train", "0.25", "--seed", "2"]) == 0
+    np.testing.assert_array_equal(read_split(tmp_path / "again.h5", "val")[0], first)
+    assert "drop --val-from-train" in data_prep_error_line(
+        [*argv[:2], str(write_text_file(tmp_path / "v.tsv", split_column=True)), *argv[3:], "--val-from-train",
+         "0.2"], capsys)
+    assert "applies to a file with a split column" in data_prep_error_line(
+        [*argv[:2], str(write_text_file(tmp_path / "n.tsv")), *argv[3:], "--val-from-train", "0.2"], capsys)
+
+
+def test_skip_header_and_quoted_fields(tmp_path):
+    lines = ["sentence,entity,label"]
+    for i in range(30):
+        label = LABELS[i % 3]
+        words = [CUES[label][i % 2], "screen", f"u{i}"]
+        lines.append(f'"{_sentence(words)}","screen, ""{i}""",{label}')
+    (tmp_path / "quoted.csv").write_text("\r\n".join(lines) + "\r\n")
+    info = prepare_text(tmp_path / "quoted.csv", "q", tmp_path, delimiter=",", skip_header=True)
+    assert sum(info.split_sizes.values()) == 30
+    assert "first line skipped" in json.loads(info.provenance)["format"]
+    with pytest.raises(UserError, match="pass --skip-header"):
+        prepare_text(tmp_path / "quoted.csv", "q2", tmp_path, delimiter=",")
+    assert not (tmp_path / "q2.h5").exists()
+    tab = tmp_path / "header.tsv"
+    tab.write_text("sentence\tentity\tlabel\n" + write_text_file(tmp_path / "a.tsv", n=30).read_text())
+    assert main(["text", "--input", str(tab), "--domain", "h", "--out", str(tmp_path), "--skip-header",
+                 "--delimiter", "\\t", "--quiet"]) == 0
+    assert sum(open_domain(tmp_path / "h.h5").split_sizes.values()) == 30
