@@ -172,8 +172,9 @@ def fake_setup(tmp_path):
     (dict(runs=["Src"], domains=["Src"], split="dev"), ["split must be one of", "'dev'"]),
     (dict(runs=["Nope"], domains=["Src"]), ["runs/Nope not found"]),
     (dict(runs=["Src"], domains=["Nope"]), ["data/Nope.h5 not found"]),
-    (dict(runs=["Src"], domains=["Src", "Flat"]), ["run Src cannot take the frames of domain Flat", "channels",
-                                                   "(4, 1, 8, 2)", "(4, 6, 6, 1)"]),
+    # Every cell n/a: nothing to report.
+    (dict(runs=["Src"], domains=["Flat"]), ["run Src cannot be scored on domain Flat", "channels",
+                                            "(4, 1, 8, 2)", "(4, 6, 6, 1)"]),
 ])
 def test_plan_rejects_user_mistakes(fake_setup, kwargs, fragments):
     runs = [fake_setup / "runs" / name for name in kwargs.pop("runs")]
@@ -183,17 +184,26 @@ def test_plan_rejects_user_mistakes(fake_setup, kwargs, fragments):
         assert fragment in str(raised.value)
 
 
+def test_plan_makes_a_cell_the_run_cannot_read_n_a(fake_setup):
+    plan = plan_evaluation([fake_setup / "runs" / "Src"], ["Src", "Flat"], data_dir=fake_setup / "data")
+    assert plan.pairs == [("Src", "Src"), ("Src", "Flat")]
+    (reason,) = plan.unavailable.values()
+    assert list(plan.unavailable) == [("Src", "Flat")]
+    assert "channels" in reason and "(4, 1, 8, 2)" in reason and "(4, 6, 6, 1)" in reason
+
+
 def test_plan_adds_the_recorded_source_run(fake_setup):
     source = _fake_run(fake_setup / "elsewhere", "Src")
-    transfer = _fake_run(fake_setup / "runs", "Src-Src-freeze", kind="transfer", source_run=str(source))
+    transfer = _fake_run(fake_setup / "runs", "Src-Src-freeze", kind="transfer", source_run=str(source),
+                         strategy={"spec": "freeze", "restore": True})
     plan = plan_evaluation([fake_setup / "runs" / "Src", transfer], ["Src"], data_dir=fake_setup / "data")
     assert [run.label for run in plan.runs] == ["Src", "Src-Src-freeze"]
     # The listed run called Src is not the recorded source: the source is added under another label.
     assert [run.path for run in plan.extra_runs] == [source.resolve()]
     label = plan.extra_runs[0].label
     assert label != "Src" and (label, "Src") in plan.pairs
-    assert plan.forgetting == [{"run": "Src-Src-freeze", "source_run": label, "source_run_path": str(source),
-                                "source_domain": "Src"}]
+    assert plan.forgetting == [{"run": "Src-Src-freeze", "strategy": "freeze", "restores_body": True,
+                                "source_run": label, "source_run_path": str(source), "source_domain": "Src"}]
 
 
 def _run_cli(*args, cwd):
@@ -214,7 +224,7 @@ def _assert_user_error(result, *fragments):
 @pytest.mark.parametrize("args, fragments", [
     (["--runs", "Nope", "--domains", "Src"], [f"{PROG}: error:", "runs/Nope not found"]),
     (["--runs", "Src", "--domains", "Nope"], ["data/Nope.h5 not found", "data_prep"]),
-    (["--runs", "Src", "--domains", "Flat"], ["cannot take the frames of domain Flat"]),
+    (["--runs", "Src", "--domains", "Flat"], ["run Src cannot be scored on domain Flat", "channels"]),
     (["--runs", "Src", "--domains", "Src", "--split", "dev"], ["--split", "invalid choice: 'dev'"]),
     (["--runs", "Src"], ["--domains"]),
     (["--runs", "Src", "--domains", "Src", "--out", "data"], ["holds files that are not an earlier evaluation's"]),
@@ -376,7 +386,8 @@ def test_forgetting_uses_the_recorded_source_run(world):
     assert row["lost_points"] == pytest.approx(100 * row["lost"], abs=0.01)
     assert any("other/Src" in note and "was not among the runs asked for" in note for note in evaluation.notes)
     table = format_markdown(evaluation)
-    assert f"| Src-Tgt-freeze | other/Src | Src | {row['before']:.3f} | {row['after']:.3f} |" in table
+    assert row["strategy"] == "freeze" and row["restores_body"] is True
+    assert f"| Src-Tgt-freeze | freeze | other/Src | Src | {row['before']:.3f} | {row['after']:.3f} |" in table
     # The added source run gets no row in the matrix.
     assert not any(line.startswith("| other/Src |") for line in table.splitlines())
 

@@ -4,7 +4,10 @@
 
 Writes ``evaluation.json``, ``evaluation.md``, per-class reports and
 confusion matrices into ``--out`` (default ``<runs-dir>/evaluation-<time>/``)
-and prints the accuracy / macro-F1 matrix and the forgetting table.
+and prints the accuracy / macro-F1 matrix and the forgetting table. A run that
+cannot be scored on a domain (other inputs, vocabulary or classes) gets an
+n/a cell, its reason in the notes; when no cell can be scored at all, the
+command fails (exit 2) and writes nothing.
 """
 
 import sys

@@ -13,15 +13,27 @@ domains mean different things, so predictions are aligned **by class name**
 A model can also only read inputs like those it was trained on:
 :func:`frame_shape_problem` and :func:`input_problem` say why it cannot
 (frame shapes; frames vs token ids and the vocabulary), and
-:func:`check_inputs` turns either into a :class:`UserError`. A transfer asks
-the same of a source body and a target (:func:`check_same_input`: kind,
-vocabulary and channels; time and space may differ).
+:func:`cell_problem` gathers them, with "no shared class", into the reason
+one (run, domain) cell of an evaluation is n/a. A transfer asks the same of
+a source body and a target (:func:`check_same_input`: kind, vocabulary and
+channels; time and space may differ).
 """
 
 import numpy as np
 
 from convlstm_tl.data.stats import vocab_fingerprint
 from convlstm_tl.errors import UserError
+
+# The reason of an n/a cell whose run and domain share no class name; the
+# same words for every such cell, so that the notes can group them.
+NO_SHARED_CLASSES = "no shared classes (the run predicts none of the domain's classes)"
+
+
+def name_list(names, limit=3):
+    """``names`` as ``"a, b, c and 12 more"``: short enough for one line of notes, whatever the class count."""
+    names = [str(name) for name in names]
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
 def class_alignment(model_classes, domain_classes):
@@ -35,7 +47,8 @@ def class_alignment(model_classes, domain_classes):
         A dict: ``classes`` (``"same"``, ``"reordered"``, ``"shared"`` or
         ``"none"``), ``class_names`` (the names scored, in the domain's
         order), ``model_only`` and ``domain_only`` (names on one side only)
-        and ``note`` (one human-readable sentence).
+        and ``note`` (one human-readable sentence; long lists of names are
+        cut, the lists themselves are whole).
     """
     model_classes = [str(name) for name in model_classes]
     domain_classes = [str(name) for name in domain_classes]
@@ -45,15 +58,16 @@ def class_alignment(model_classes, domain_classes):
     domain_only = [name for name in domain_classes if name not in known]
     if not shared:
         kind = "none"
-        note = f"the model predicts none of the domain's classes (model: {model_classes}, domain: {domain_classes})"
+        note = (f"the model predicts none of the domain's classes (model: {name_list(model_classes)};"
+                f" domain: {name_list(domain_classes)})")
     elif model_only or domain_only:
         kind = "shared"
-        note = (f"scored on the {len(shared)} shared classes only ({', '.join(shared)}), predictions restricted to"
+        note = (f"scored on the {len(shared)} shared classes only ({name_list(shared)}), predictions restricted to"
                 " them")
         if domain_only:
-            note += f"; samples of {domain_only} left out (the model does not know them)"
+            note += f"; samples of {name_list(domain_only)} left out (the model does not know them)"
         if model_only:
-            note += f"; the model's classes {model_only} are not in the domain"
+            note += f"; the model's classes {name_list(model_only)} are not in the domain"
     elif model_classes == domain_classes:
         kind, note = "same", "same classes in the same order"
     else:
@@ -155,28 +169,35 @@ def input_problem(record, info):
     return None
 
 
-def check_inputs(run, model_shape, name, info):
-    """Raise unless run ``run``, whose model takes ``model_shape``, can read the inputs of domain ``info``.
+def cell_problem(record, info, *, model_shape=None):
+    """Why a run cannot be scored on domain ``info`` at all, or None if it can: the reason its cell is n/a.
+
+    These are problems of one (run, domain) pair, not mistakes of the
+    command: the other cells of the matrix are still scored.
 
     Args:
-        run: a :class:`~convlstm_tl.evaluation.plan.RunEntry`.
-        model_shape: the model's input shape, without the batch dimension.
-        name: the domain's column name, for the message.
+        record: the ``domain`` record of the run's ``config.json`` (the
+            kind, vocabulary, class names and frame shape it was trained on).
         info: the domain's :class:`~convlstm_tl.data.format.DomainInfo`.
+        model_shape: the loaded model's input shape, without the batch
+            dimension; default the frame shape the record names.
 
-    Raises:
-        UserError: saying why (input kind, vocabulary or frame shape).
+    Returns:
+        One line, or None: the input kind or vocabulary differs
+        (:func:`input_problem`), the frames do not fit the model
+        (:func:`frame_shape_problem`), or no class name is shared
+        (:data:`NO_SHARED_CLASSES`).
     """
-    problem = input_problem(run.domain, info)
+    problem = input_problem(record, info)
     if problem is not None:
-        raise UserError(f"run {run.label} cannot read domain {name}: {problem}")
-    problem = frame_shape_problem(model_shape, info.frame_shape)
+        return problem
+    shape = tuple(record["frame_shape"]) if model_shape is None else tuple(model_shape)
+    problem = frame_shape_problem(shape, info.frame_shape)
     if problem is not None:
-        raise UserError(
-            f"run {run.label} cannot take the frames of domain {name}: {problem}; evaluate it on domains with"
-            f" frames like those it was trained on. Received: model input {tuple(model_shape)},"
-            f" domain frames {tuple(info.frame_shape)}"
-        )
+        return f"{problem} (model input {shape}, domain frames {tuple(info.frame_shape)})"
+    if class_alignment(record.get("class_names", []), info.class_names)["classes"] == "none":
+        return NO_SHARED_CLASSES
+    return None
 
 
 def check_same_input(source_name, source_domain, target_info, strategy):

@@ -2,17 +2,23 @@
 
 Predictions are aligned with each domain's classes by name
 (:mod:`convlstm_tl.evaluation.alignment`) and scored into cells with the
-keys of ``metrics.json``. For every transfer run the evaluation also
-measures forgetting: the accuracy its recorded source run (``source_run`` in
+keys of ``metrics.json``. A run that cannot be scored on a domain (another
+input kind or vocabulary, frames that do not fit, no shared class) gets an
+n/a cell with the reason, and every other cell is still scored. For every
+transfer run that restored a source body the evaluation also measures
+forgetting: the accuracy its recorded source run (``source_run`` in
 ``config.json``) has on the source's own domain, minus the accuracy the
 transferred model keeps there. The source run is evaluated for this even
-when it was not asked for.
+when it was not asked for. A ``scratch`` run restored nothing, so it has no
+forgetting figure.
 
 The work is split so that a command line can fail fast:
-:func:`convlstm_tl.evaluation.plan.plan_evaluation` checks runs, domains and
-frame shapes without loading the Keras backend; :func:`evaluate_plan`
-predicts; :func:`evaluate_runs` does both. The returned :class:`Evaluation`
-is turned into a table and files by :mod:`convlstm_tl.evaluation.report`.
+:func:`convlstm_tl.evaluation.plan.plan_evaluation` checks runs and domains
+and finds the n/a cells without loading the Keras backend;
+:func:`evaluate_plan` predicts; :func:`evaluate_runs` does both. The
+returned :class:`Evaluation` is turned into a table and files by
+:mod:`convlstm_tl.evaluation.report`; its notes come from
+:mod:`convlstm_tl.evaluation.notes`.
 """
 
 import time
@@ -21,9 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from convlstm_tl.errors import RunError
-from convlstm_tl.evaluation.alignment import align_predictions, check_inputs, class_alignment
+from convlstm_tl.evaluation.alignment import align_predictions, cell_problem, class_alignment, name_list
 from convlstm_tl.evaluation.metrics import classification_metrics, classification_report_text
-from convlstm_tl.evaluation.plan import plan_evaluation
+from convlstm_tl.evaluation.notes import cell_notes, forgetting_notes
+from convlstm_tl.evaluation.plan import nothing_to_score, plan_evaluation
 from convlstm_tl.evaluation.report import report_header
 
 # Keys of a cell: those of metrics.json; an n/a cell holds None in each.
@@ -43,15 +50,19 @@ class Evaluation:
             keys (``None`` in each for an n/a cell, with a ``reason``) plus
             ``run``, ``split`` and ``class_alignment``. Source runs added for
             forgetting have their one cell here too.
-        forgetting: one dict per transfer run: ``run``, ``source_run``,
-            ``source_run_path``, ``source_domain``, ``before`` (the source
-            run's accuracy there), ``after`` (the transfer run's), ``lost``
-            (``before - after``), ``lost_points`` (in percentage points),
-            ``classes`` and a ``note``, or ``None`` values and a ``reason``.
+        forgetting: one dict per transfer run: ``run``, ``strategy`` (its
+            spec), ``restores_body``, ``source_run``, ``source_run_path``,
+            ``source_domain``, ``before`` (the source run's accuracy there),
+            ``after`` (the transfer run's), ``lost`` (``before - after``),
+            ``lost_points`` (in percentage points), ``classes`` and a
+            ``note``; or, where forgetting is not measured (a run that
+            restored no source body, such as ``scratch``; a source domain
+            not evaluated), ``None`` in each figure and a ``reason``.
         extra_runs: labels of the source runs evaluated only for forgetting.
-        runs_info: ``{run: {path, kind, domain, class_names, source_run}}``.
+        runs_info: ``{run: {path, kind, domain, class_names, source_run, strategy}}``.
         domains_info: ``{domain: {path, domain, class_names, frame_shape, n}}``.
-        notes: sentences for the report.
+        notes: one-line sentences for the report (see
+            :mod:`convlstm_tl.evaluation.notes`): each n/a reason once.
         reports: ``{(run, domain): text}``, the per-class reports (not in JSON).
     """
 
@@ -93,7 +104,9 @@ def evaluate_runs(run_dirs, domains, *, data_dir=None, split="test", batch_size=
 
     Raises:
         UserError: see :func:`plan_evaluation`; also a model that cannot be
-            loaded or does not output one probability per recorded class.
+            loaded or does not output one probability per recorded class,
+            a domain file that cannot be read, and an evaluation in which
+            every cell of the listed runs turned out n/a.
     """
     plan = plan_evaluation(run_dirs, domains, data_dir=data_dir, split=split)
     return evaluate_plan(plan, batch_size=batch_size, progress=progress)
@@ -108,8 +121,6 @@ def evaluate_plan(plan, *, batch_size=128, progress=True):
     # Imported here so that planning, and a CLI's checks, need no backend.
     from tqdm.auto import tqdm
 
-    from convlstm_tl.evaluation.predict import predict_split
-
     by_run = {}
     for label, name in plan.pairs:
         by_run.setdefault(label, []).append(name)
@@ -120,51 +131,58 @@ def evaluate_plan(plan, *, batch_size=128, progress=True):
             run = plan.entry(label)
             model = None
             for name in names:
-                info = plan.domains[name]
                 bar.set_postfix_str(f"{label} on {name}", refresh=False)
-                alignment = class_alignment(run.class_names, info.class_names)
-                if alignment["classes"] == "none":
-                    results[label][name] = _na_cell(run, name, plan.split, {**alignment, "n_left_out": None},
-                                                    alignment["note"])
+                problem = plan.unavailable.get((label, name))
+                if problem is None:
+                    if model is None:
+                        model = _load_model(run)
+                    problem = cell_problem(run.domain, plan.domains[name], model_shape=model.input_shape[1:])
+                if problem is not None:
+                    results[label][name] = _na_cell(run, name, plan.split, plan.domains[name], problem)
                     reports[label, name] = report_header(label, name, plan.split, results[label][name])
-                    bar.update()
-                    continue
-                if model is None:
-                    model = _load_model(run)
-                check_inputs(run, model.input_shape[1:], name, info)
-                start = time.perf_counter()
-                y_true, _, probabilities = predict_split(model, info.path, plan.split, batch_size=batch_size)
-                seconds = time.perf_counter() - start
-                if probabilities.shape[-1] != len(run.class_names):
-                    raise RunError(f"run {label}: the model outputs {probabilities.shape[-1]} classes but its"
-                                   f" config.json names {len(run.class_names)}; train the run again")
-                outputs[label, name] = (y_true, probabilities)
-                results[label][name], reports[label, name] = _score(run, name, info, plan.split, y_true,
-                                                                    probabilities, seconds)
+                else:
+                    results[label][name], reports[label, name], outputs[label, name] = _predict_and_score(
+                        model, run, name, plan, batch_size)
                 bar.update()
             del model
+    listed = [run.label for run in plan.runs]
+    na = [(label, name, cell["reason"]) for label in listed for name, cell in results[label].items()
+          if cell["accuracy"] is None]
+    if len(na) == len(listed) * len(plan.domains):
+        raise nothing_to_score(na)
     forgetting = [_forgetting(plan, entry, results, outputs) for entry in plan.forgetting]
-    notes = list(plan.notes)
-    for label in by_run:
-        for name, cell in results[label].items():
-            if cell["class_alignment"]["classes"] == "shared" or cell["accuracy"] is None:
-                notes.append(f"{label} on {name}: {cell.get('reason') or cell['class_alignment']['note']}")
     return Evaluation(
         split=plan.split,
-        runs=[run.label for run in plan.runs],
+        runs=listed,
         domains=list(plan.domains),
         results=results,
         forgetting=forgetting,
         extra_runs=[run.label for run in plan.extra_runs],
         runs_info={run.label: {"path": str(run.path), "kind": run.kind, "domain": run.domain_name,
-                               "class_names": run.class_names, "source_run": run.source_run}
+                               "class_names": run.class_names, "source_run": run.source_run,
+                               "strategy": run.strategy}
                    for run in (*plan.runs, *plan.extra_runs)},
         domains_info={name: {"path": str(info.path), "domain": info.domain, "class_names": list(info.class_names),
                              "frame_shape": list(info.frame_shape), "n": info.split_sizes[plan.split]}
                       for name, info in plan.domains.items()},
-        notes=notes,
+        notes=[*plan.notes, *cell_notes(listed, results), *forgetting_notes(forgetting)],
         reports=reports,
     )
+
+
+def _predict_and_score(model, run, name, plan, batch_size):
+    """Predict domain ``name``'s split with ``model``; return the cell, its report and ``(y_true, probabilities)``."""
+    from convlstm_tl.evaluation.predict import predict_split
+
+    info = plan.domains[name]
+    start = time.perf_counter()
+    y_true, _, probabilities = predict_split(model, info.path, plan.split, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    if probabilities.shape[-1] != len(run.class_names):
+        raise RunError(f"run {run.label}: the model outputs {probabilities.shape[-1]} classes but its"
+                       f" config.json names {len(run.class_names)}; train the run again")
+    cell, report = _score(run, name, info, plan.split, y_true, probabilities, seconds)
+    return cell, report, (y_true, probabilities)
 
 
 def _load_model(run):
@@ -178,8 +196,8 @@ def _score(run, name, info, split, y_true, probabilities, seconds):
     y_true_sub, y_pred_sub, names, alignment = align_predictions(probabilities, run.class_names,
                                                                  info.class_names, y_true)
     if len(y_true_sub) == 0:
-        cell = _na_cell(run, name, split, alignment, f"the {split} split has no sample of the shared classes"
-                                                     f" {names}")
+        cell = _na_cell(run, name, split, info, f"the {split} split has no sample of the shared classes"
+                                                f" {name_list(names)}", alignment=alignment)
         return cell, report_header(run.label, name, split, cell)
     metrics = classification_metrics(y_true_sub, y_pred_sub, names, domain=name)
     cell = {"run": run.label, "split": split, **metrics, "train_seconds": run.metrics.get("train_seconds"),
@@ -188,7 +206,10 @@ def _score(run, name, info, split, y_true, probabilities, seconds):
     return cell, report
 
 
-def _na_cell(run, name, split, alignment, reason):
+def _na_cell(run, name, split, info, reason, *, alignment=None):
+    """The cell of a run not scored on domain ``name``: ``None`` in each metric, and the ``reason``."""
+    if alignment is None:
+        alignment = {**class_alignment(run.class_names, info.class_names), "n_left_out": None}
     cell = {"run": run.label, "split": split, **{key: None for key in METRIC_KEYS}}
     cell.update(domain=name, reason=reason, class_alignment=alignment)
     return cell
@@ -196,7 +217,8 @@ def _na_cell(run, name, split, alignment, reason):
 
 def _forgetting(plan, entry, results, outputs):
     """Accuracy lost on the source domain: the recorded source run's, minus the transfer run's."""
-    row = {"run": entry["run"], "source_run": entry["source_run"], "source_run_path": entry["source_run_path"],
+    row = {"run": entry["run"], "strategy": entry["strategy"], "restores_body": entry["restores_body"],
+           "source_run": entry["source_run"], "source_run_path": entry["source_run_path"],
            "source_domain": entry["source_domain"], "before": None, "after": None, "lost": None,
            "lost_points": None, "classes": None}
     if "reason" in entry:
@@ -218,9 +240,10 @@ def _forgetting(plan, entry, results, outputs):
         row.update(before=_accuracy_on(outputs[source, domain], source_classes, common, domain_classes),
                    after=_accuracy_on(outputs[run, domain], run_classes, common, domain_classes),
                    classes="shared",
-                   note=f"both runs scored on the samples of the classes they share with {domain}: {common}")
+                   note=f"measured on the samples of the classes of {domain} that the run and its source run both"
+                        f" predict ({name_list(common)}), each choosing among those")
         if row["before"] is None or row["after"] is None:
-            return {**row, "before": None, "after": None, "reason": f"no {plan.split} sample of {common}"}
+            return {**row, "before": None, "after": None, "reason": f"no {plan.split} sample of {name_list(common)}"}
     row["lost"] = row["before"] - row["after"]
     row["lost_points"] = round(100.0 * row["lost"], 2)
     return row

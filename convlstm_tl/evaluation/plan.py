@@ -1,9 +1,16 @@
 """Planning an evaluation: which runs, domains and (run, domain) pairs to score; loads no model.
 
 :func:`plan_evaluation` checks the runs (their ``config.json``, read by
-:func:`read_run`), the domain files and whether each run can read each
-domain's inputs, so that a command line fails before paying for the Keras
-backend. For every transfer run it also plans the measure of forgetting: its
+:func:`read_run`) and the domain files, so that a command line fails before
+paying for the Keras backend. A run that cannot be scored on one domain
+(another kind of input or vocabulary, frames that do not fit, no shared
+class) is not a mistake of the command: that cell is planned as n/a with its
+reason (:func:`~convlstm_tl.evaluation.alignment.cell_problem`) and the
+other cells are scored. Only when every cell would be n/a is there nothing
+to report, and that is an error.
+
+For every transfer run that restored a source body (its recorded strategy
+says so; ``scratch`` does not) the plan also measures forgetting: its
 recorded source run (``source_run`` in ``config.json``) is scored on the
 source's own domain, and is added to the plan when it was not asked for.
 :func:`convlstm_tl.evaluation.crossdomain.evaluate_plan` then predicts.
@@ -13,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convlstm_tl.data.format import SPLITS, DomainInfo, find_domain, open_domain
-from convlstm_tl.errors import RunError, UserError
-from convlstm_tl.evaluation.alignment import check_inputs, frame_shape_problem
+from convlstm_tl.errors import ConfigError, RunError, UserError
+from convlstm_tl.evaluation.alignment import cell_problem
 from convlstm_tl.runs.resolve import Run, load_run
+from convlstm_tl.strategies.registry import check_spec, parse_strategy
 
 
 @dataclass
@@ -31,6 +39,39 @@ class RunEntry(Run):
     label: str = ""
     listed: bool = True
 
+    @property
+    def strategy(self):
+        """A transfer's strategy spec as recorded (e.g. ``"freeze"``), or None when its record names none."""
+        recorded = self.record.get("strategy")
+        if isinstance(recorded, dict):
+            recorded = recorded.get("spec")
+        if not isinstance(recorded, str):
+            config = self.record.get("config")
+            recorded = config.get("strategy") if isinstance(config, dict) else None
+        return recorded if isinstance(recorded, str) else None
+
+    @property
+    def restores_body(self):
+        """Whether the run started from a restored source body; None when its record does not say.
+
+        Only such a run can forget its source: ``scratch`` trains the same
+        architecture from random weights. The record's ``strategy.restore``
+        says it; older records name only the spec, which the strategy
+        registry reads.
+        """
+        if self.kind != "transfer":
+            return False
+        recorded = self.record.get("strategy")
+        if isinstance(recorded, dict) and isinstance(recorded.get("restore"), bool):
+            return recorded["restore"]
+        if self.strategy is None:
+            return None
+        try:
+            _, number = check_spec(self.strategy)
+            return parse_strategy(self.strategy, number or 1).restore
+        except ConfigError:
+            return None
+
 
 @dataclass
 class EvaluationPlan:
@@ -40,10 +81,14 @@ class EvaluationPlan:
         runs: the runs asked for, in order.
         domains: ``{column name: DomainInfo}``, in order.
         split: the split scored.
-        pairs: ``(run label, domain name)`` to score, in order.
+        pairs: ``(run label, domain name)`` of every cell, in order.
+        unavailable: ``{(run label, domain name): reason}``, the cells
+            known to be n/a before any model is loaded (see
+            :func:`~convlstm_tl.evaluation.alignment.cell_problem`).
         extra_runs: source runs added to measure forgetting.
         forgetting: one entry per transfer run: its source run's label (or
-            None) and source domain, or the reason it cannot be measured.
+            None), source domain and strategy, or the reason forgetting is
+            not measured.
         notes: sentences for the report.
     """
 
@@ -51,6 +96,7 @@ class EvaluationPlan:
     domains: dict
     split: str
     pairs: list = field(default_factory=list)
+    unavailable: dict = field(default_factory=dict)
     extra_runs: list = field(default_factory=list)
     forgetting: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -69,7 +115,7 @@ def read_run(path, *, label=None, listed=True):
 
 
 def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
-    """Check runs, domains and frame shapes, and decide what to score; loads no model.
+    """Check runs and domains, find the cells that cannot be scored, and decide what to score; loads no model.
 
     Args:
         run_dirs: run directories (paths) to evaluate, the rows.
@@ -84,8 +130,8 @@ def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
 
     Raises:
         UserError: for an unknown split, a missing or incomplete run, a
-            missing or invalid domain file, or a domain whose frames a
-            listed run's model cannot take.
+            missing or invalid domain file, or when no listed run can be
+            scored on any domain (every cell would be n/a).
     """
     if split not in SPLITS:
         raise UserError(f"split must be one of {list(SPLITS)}. Received: split={split!r}")
@@ -108,23 +154,51 @@ def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
         run.label = _unique_label(run.path, labels)
         labels.add(run.label)
         runs.append(run)
+
+    plan = EvaluationPlan(runs=runs, domains=infos, split=split)
+    plan.pairs = [(run.label, name) for run in runs for name in infos]
     for run in runs:
         for name, info in infos.items():
             # config.json records the frames the model was built for; the
             # loaded model is checked again before predicting.
-            check_inputs(run, run.frame_shape, name, info)
-
-    plan = EvaluationPlan(runs=runs, domains=infos, split=split)
-    plan.pairs = [(run.label, name) for run in runs for name in infos]
+            problem = cell_problem(run.domain, info)
+            if problem is not None:
+                plan.unavailable[run.label, name] = problem
+    if len(plan.unavailable) == len(plan.pairs):
+        raise nothing_to_score([(*pair, plan.unavailable[pair]) for pair in plan.pairs])
     for run in runs:
         if run.kind == "transfer":
             plan.forgetting.append(_plan_forgetting(plan, run, labels))
     return plan
 
 
+def nothing_to_score(problems):
+    """The error of an evaluation whose every cell is n/a: its output would be empty.
+
+    Args:
+        problems: ``(run label, domain name, reason)`` of every cell.
+
+    Returns:
+        A :class:`UserError` (one line) naming the first cell's reason.
+    """
+    label, name, reason = problems[0]
+    message = f"run {label} cannot be scored on domain {name}: {reason}"
+    if len(problems) > 1:
+        message = (f"no run can be scored on any of the domains given (all {len(problems)} cells would be n/a),"
+                   f" e.g. {message}")
+    return UserError(message)
+
+
 def _plan_forgetting(plan, run, labels):
     """Find the recorded source run of ``run`` and what to score to measure its forgetting."""
-    entry = {"run": run.label, "source_run": None, "source_run_path": run.source_run, "source_domain": None}
+    entry = {"run": run.label, "strategy": run.strategy, "restores_body": run.restores_body, "source_run": None,
+             "source_run_path": run.source_run, "source_domain": None}
+    if run.restores_body is None:
+        return {**entry, "reason": "config.json records no strategy, so whether the run restored a source body"
+                                   " is unknown"}
+    if not run.restores_body:
+        return {**entry, "reason": f"the strategy {run.strategy or '(unnamed)'} restores no source body, so there"
+                                   " is nothing to forget"}
     if not run.source_run:
         return {**entry, "reason": "config.json records no source_run"}
     source_path = Path(run.source_run)
@@ -140,13 +214,14 @@ def _plan_forgetting(plan, run, labels):
     if domain is None:
         return {**entry, "reason": f"the source domain {source.domain_name} is not among the evaluated domains; add it"
                                    " to measure forgetting"}
-    if frame_shape_problem(source.frame_shape, plan.domains[domain].frame_shape):
-        return {**entry, "reason": f"source run {source.label} cannot take the frames of {domain}"}
+    problem = cell_problem(source.domain, plan.domains[domain])
+    if problem is not None:
+        return {**entry, "reason": f"source run {source.label} cannot be scored on {domain}: {problem}"}
     if not source.listed and source not in plan.extra_runs:
         labels.add(source.label)
         plan.extra_runs.append(source)
         plan.notes.append(f"source run {source.label} ({source.path}) was not among the runs asked for; it was"
-                          f" evaluated on {domain} only, to measure the forgetting of {run.label}")
+                          f" evaluated on {domain} only, to measure the forgetting of the runs transferred from it")
     entry["source_domain"] = domain
     if (source.label, domain) not in plan.pairs:
         plan.pairs.append((source.label, domain))

@@ -1,7 +1,8 @@
 """Reporting an evaluation: its Markdown, its report texts and its output folder.
 
-:func:`format_markdown` renders the accuracy / macro-F1 matrix and the
-forgetting table; :func:`report_header` heads each per-class report;
+:func:`format_markdown` renders the accuracy / macro-F1 matrix, the
+forgetting table and the notes (:mod:`convlstm_tl.evaluation.notes`);
+:func:`report_header` heads each per-class report;
 :func:`write_evaluation` writes every file into an output folder, all or
 nothing, after :func:`check_output_dir` made sure that folder is ours to
 replace. Confusion matrices are drawn by :mod:`convlstm_tl.evaluation.plots`.
@@ -22,9 +23,17 @@ from convlstm_tl.jsonio import save_json
 
 log = logging.getLogger(__name__)
 
+# What a forgetting figure that is not measured reads in the Markdown; no number.
+NOT_MEASURED = "—"
+
 
 def format_markdown(evaluation):
-    """The evaluation as Markdown: the accuracy / macro-F1 matrix and the forgetting table."""
+    """The evaluation as Markdown: the accuracy / macro-F1 matrix, the forgetting table and the notes.
+
+    A cell that is not scored reads ``n/a``; a forgetting figure that is not
+    measured (a run that restored no source body, a source domain not
+    evaluated) reads ``—``. The notes say why, each reason once.
+    """
     lines = [f"## Accuracy / macro-F1 on the {evaluation.split} split", ""]
     lines.append("| run | " + " | ".join(evaluation.domains) + " |")
     lines.append("| --- |" + " ---: |" * len(evaluation.domains))
@@ -32,23 +41,29 @@ def format_markdown(evaluation):
         cells = [_matrix_cell(evaluation.results[run][domain]) for domain in evaluation.domains]
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
     lines += ["", "Rows: runs; columns: domains. `*` scored on the classes the run shares with the domain only;"
-                  " n/a: no class in common."]
+                  " n/a: not scored (the notes say why)."]
     if evaluation.forgetting:
         lines += ["", f"## Forgetting: accuracy on the source domain ({evaluation.split} split)", "",
-                  "| run | source run | source domain | source accuracy before | after | lost (points) |",
-                  "| --- | --- | --- | ---: | ---: | ---: |"]
-        for row in evaluation.forgetting:
-            shared = "*" if row["classes"] == "shared" else ""
-            lines.append(f"| {row['run']} | {row['source_run'] or 'n/a'} | {row['source_domain'] or 'n/a'} | "
-                         f"{_number(row['before'])}{shared} | {_number(row['after'])}{shared} | "
-                         f"{_number(row['lost_points'], '.1f')} |")
-    notes = list(evaluation.notes)
-    notes += [f"forgetting of {row['run']}: {row['reason']}" for row in evaluation.forgetting if "reason" in row]
-    notes += [f"forgetting of {row['run']}: {row['note']}" for row in evaluation.forgetting
-              if row.get("classes") == "shared"]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
+                  "| run | strategy | source run | source domain | source accuracy before | after | lost (points) |",
+                  "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+        lines += [_forgetting_line(row) for row in evaluation.forgetting]
+        lines += ["", "Only runs that restored a source body can forget it; —: not measured (the notes say why)."]
+    if evaluation.notes:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in evaluation.notes]
     return "\n".join(lines) + "\n"
+
+
+def _forgetting_line(row):
+    """One row of the forgetting table; ``—`` in each figure that is not measured."""
+    if row["lost"] is None:
+        before = after = lost = NOT_MEASURED
+    else:
+        shared = "*" if row["classes"] == "shared" else ""
+        before, after = f"{_number(row['before'])}{shared}", f"{_number(row['after'])}{shared}"
+        lost = _number(row["lost_points"], ".1f")
+    names = [row.get("strategy"), row["source_run"], row["source_domain"]]
+    strategy, source_run, source_domain = (NOT_MEASURED if name is None else name for name in names)
+    return f"| {row['run']} | {strategy} | {source_run} | {source_domain} | {before} | {after} | {lost} |"
 
 
 def _matrix_cell(cell):
@@ -66,7 +81,10 @@ def report_header(label, name, split, cell):
     """The first lines of the per-class report of ``cell``, the cell of run ``label`` on domain ``name``."""
     alignment = cell["class_alignment"]
     if cell["accuracy"] is None:
-        return f"run {label} on domain {name} ({split} split): n/a, not scored: {cell['reason']}\n"
+        header = f"run {label} on domain {name} ({split} split): n/a, not scored: {cell['reason']}\n"
+        if alignment["classes"] == "none":
+            header += f"{alignment['note']}\n"
+        return header
     header = f"run {label} on domain {name} ({split} split), {cell['n_test']} samples scored\n"
     if alignment["classes"] == "shared":
         header += (f"SHARED CLASSES ONLY: {alignment['note']}; {alignment['n_left_out']} samples left out\n")
