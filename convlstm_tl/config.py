@@ -15,6 +15,37 @@ from convlstm_tl.strategies.registry import check_spec
 
 CELLS = ("fast", "keras")
 
+# Training budget: a generous maximum of epochs; early stopping ends a run when
+# its validation measure has not improved for PATIENCE_DEFAULT epochs.
+MAX_EPOCHS_DEFAULT = 200
+PATIENCE_DEFAULT = 15
+MONITORS = ("val_loss", "val_macro_f1", "val_accuracy")
+CLASS_WEIGHTS = ("none", "balanced")
+CLASS_WEIGHT_DEFAULT = "balanced"
+LR_SCHEDULES = ("plateau", "constant")
+# Automatic batch size: the largest power of two up to MAX_AUTO_BATCH that
+# still gives MIN_STEPS_PER_EPOCH steps an epoch, but not below MIN_AUTO_BATCH.
+MAX_AUTO_BATCH = 32
+MIN_AUTO_BATCH = 8
+MIN_STEPS_PER_EPOCH = 8
+
+
+def resolve_batch_size(batch_size, n_train):
+    """The batch size a run trains with: ``batch_size`` if given, else one derived from ``n_train`` samples.
+
+    The derived size is the largest power of two up to ``MAX_AUTO_BATCH``
+    that gives at least ``MIN_STEPS_PER_EPOCH`` steps an epoch, and at least
+    ``MIN_AUTO_BATCH`` (a small set still takes several steps an epoch:
+    32 samples -> batch 8, 4 steps; 200 -> 16; 1,000 -> 32); below
+    ``2 * MIN_AUTO_BATCH`` samples, half the set (two steps an epoch).
+    """
+    if batch_size is not None:
+        return batch_size
+    batch = MAX_AUTO_BATCH
+    while batch > MIN_AUTO_BATCH and n_train < MIN_STEPS_PER_EPOCH * batch:
+        batch //= 2
+    return max(1, min(batch, math.ceil(n_train / 2)))
+
 
 @dataclass
 class ModelConfig:
@@ -100,10 +131,14 @@ class TrainConfig:
     name: str = ""  # run name; empty means the domain's name
     data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
     runs_dir: str = "runs"
-    epochs: int = 40
-    batch_size: int = 32
+    epochs: int = MAX_EPOCHS_DEFAULT  # budget; early stopping ends training on convergence, usually much sooner
+    batch_size: int | None = None  # None: from the training set's size (resolve_batch_size)
     lr: float = 1e-3
-    patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
+    patience: int = PATIENCE_DEFAULT  # early stopping on `monitor`, best weights restored; 0 = off
+    monitor: str = "val_loss"  # val_loss | val_macro_f1 | val_accuracy: early stopping and best-epoch choice
+    class_weight: str = CLASS_WEIGHT_DEFAULT  # none | balanced: weight each class's samples by n / (K n_class)
+    lr_schedule: str = "plateau"  # plateau: halve the learning rate when `monitor` stalls | constant
+    refit: bool = False  # then retrain on train + val for the epochs validation chose; the refit model is saved
     seed: int = 0
     overwrite: bool = False  # replace an existing run of the same name
     resume: bool = False  # continue the interrupted run of the same name from its last epoch
@@ -119,6 +154,7 @@ class TrainConfig:
             raise ConfigError("no source domain given (source is empty)", field="source")
         check_domain_name(self.source, "source")
         _check_training(self)
+        _check_supervised(self)
         _check_run_control(self)
         _check_compute(self)
         check_run_name(self.run_name)
@@ -146,12 +182,16 @@ class TransferConfig:
     name: str = ""  # run name; empty means <source run>-<target>-<strategy, no colon>
     data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
     runs_dir: str = "runs"
-    epochs: int = 40  # total budget; gradual spends head_epochs of it on the head alone
+    epochs: int = MAX_EPOCHS_DEFAULT  # total budget; gradual spends head_epochs of it on the head alone
     head_epochs: int = 10  # gradual: epochs of head-only training before unfreezing
-    batch_size: int = 32
+    batch_size: int | None = None  # None: from the size of the target's labelled subset (resolve_batch_size)
     lr: float = 1e-3  # learning rate of the new head (and of every layer for scratch)
     body_lr: float | None = None  # restored layers that train; None means lr / 10
-    patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
+    patience: int = PATIENCE_DEFAULT  # early stopping on `monitor`, best weights restored; 0 = off
+    monitor: str = "val_loss"  # val_loss | val_macro_f1 | val_accuracy: early stopping and best-epoch choice
+    class_weight: str = CLASS_WEIGHT_DEFAULT  # none | balanced: weight each class's samples by n / (K n_class)
+    lr_schedule: str = "plateau"  # plateau: halve the learning rate when `monitor` stalls | constant
+    refit: bool = False  # then retrain on the labelled subset + val for the epochs validation chose
     seed: int = 0
     normalization: str = "target"  # statistics of the target's training samples, or the source's
     target_fraction: float | None = None  # keep this fraction of the target's training split
@@ -173,6 +213,7 @@ class TransferConfig:
             raise ConfigError("no source run given (source_run is empty)", field="source_run")
         check_domain_name(self.target, "target")
         _check_training(self)
+        _check_supervised(self)
         check_range("head_epochs", self.head_epochs, 1, MAX_EPOCHS)
         if self.body_lr is not None:
             check_range("body_lr", self.body_lr, 0.0, None, low_open=True)
@@ -215,10 +256,10 @@ class PretrainConfig:
     data_dir: str = ""  # empty means $CONVLSTM_TL_DATA or ./data
     runs_dir: str = "runs"
     objective: str = "next_frame"  # next_frame: predict frame t+1 from frames 1..t; reconstruction: frame t
-    epochs: int = 40
-    batch_size: int = 32
+    epochs: int = MAX_EPOCHS_DEFAULT  # budget; early stopping on the validation loss ends training sooner
+    batch_size: int | None = None  # None: from the training set's size (resolve_batch_size)
     lr: float = 1e-3
-    patience: int = 8  # early stopping on val loss, best weights restored; 0 = off
+    patience: int = PATIENCE_DEFAULT  # early stopping on val loss, best weights restored; 0 = off
     seed: int = 0
     overwrite: bool = False
     resume: bool = False  # continue the interrupted run of the same name from its last epoch
@@ -285,10 +326,20 @@ MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit unsigned
 def _check_training(config):
     """The bounds shared by every training config: epochs, batch size, learning rate, patience, seed."""
     check_range("epochs", config.epochs, 1, MAX_EPOCHS)
-    check_range("batch_size", config.batch_size, 1, MAX_BATCH)
+    if config.batch_size is not None:
+        check_range("batch_size", config.batch_size, 1, MAX_BATCH)
     check_range("lr", config.lr, 0.0, None, low_open=True)
     check_range("patience", config.patience, 0, MAX_EPOCHS)
     check_seed(config.seed)
+
+
+def _check_supervised(config):
+    """The choices of classifier training: what early stopping watches, class weights, the schedule."""
+    _check_choice("monitor", config.monitor, MONITORS)
+    _check_choice("class_weight", config.class_weight, CLASS_WEIGHTS)
+    _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    if not isinstance(config.refit, bool):
+        raise ConfigError(f"refit must be true or false. Received: refit={shown(config.refit)}", field="refit")
 
 
 def check_seed(seed, name="seed"):

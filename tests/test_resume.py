@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,8 @@ def _interrupt_after_save(monkeypatch, n):
     real_save = Checkpoint.save
     saves = []
 
-    def save(self, model, early_stopping):
-        real_save(self, model, early_stopping)
+    def save(self, *args):
+        real_save(self, *args)
         saves.append(1)
         if len(saves) == n:
             raise KeyboardInterrupt
@@ -61,8 +62,11 @@ def _assert_same_run(first, second):
     assert second.history == first.history
     for key in COMPARED:
         assert second.metrics[key] == first.metrics[key], key
-    assert sorted(p.name for p in second.run_dir.iterdir()) == sorted(RUN_FILES)
-    assert (second.run_dir / "history.csv").read_text() == (first.run_dir / "history.csv").read_text()
+    assert second.metrics.get("refit") == first.metrics.get("refit")
+    refit_files = ("refit_history.csv",) if "refit" in first.metrics else ()
+    assert sorted(p.name for p in second.run_dir.iterdir()) == sorted((*RUN_FILES, *refit_files))
+    for name in ("history.csv", *refit_files):
+        assert (second.run_dir / name).read_text() == (first.run_dir / name).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +102,20 @@ def test_interrupted_source_run_resumes_to_the_same_result(domain, uninterrupted
     resumed = train_source(config.__class__(**{**config.__dict__, "resume": True}), verbose=0)
     _assert_same_run(reference, resumed)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["Tiny"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupt_after", [3, 6])  # after the validated fit; inside the refit
+def test_interrupted_refit_resumes_to_the_same_result(domain, tmp_path, monkeypatch, interrupt_after):
+    config = _source_config(domain, tmp_path / "a", patience=0, lr=1e-2, epochs=3, refit=True)
+    reference = train_source(config, verbose=0)
+    assert reference.metrics["refit"]["epochs"] == [reference.metrics["best_epoch"]]
+    config = replace(config, runs_dir=str(tmp_path / "b"))
+    real_save = _interrupt_after_save(monkeypatch, min(interrupt_after, 3 + reference.metrics["best_epoch"] - 1))
+    with pytest.raises(Interrupted):
+        train_source(config, verbose=0)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", real_save)
+    _assert_same_run(reference, train_source(replace(config, resume=True), verbose=0))
 
 
 def test_early_stopped_reference_did_stop(uninterrupted):

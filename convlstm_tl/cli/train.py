@@ -17,8 +17,8 @@ import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
 from convlstm_tl.config import (
-    DISTRIBUTE, HEAD_INITS, JIT, MIXED_PRECISION, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig, TrainConfig,
-    TransferConfig,
+    CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH, MIN_AUTO_BATCH, MIN_STEPS_PER_EPOCH,
+    MIXED_PRECISION, MONITORS, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig, TrainConfig, TransferConfig,
 )
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json
@@ -27,8 +27,8 @@ from convlstm_tl.strategies.registry import STRATEGY_NAMES
 PROG = "python -m convlstm_tl.train"
 
 # Flags copied onto the config when given, by mode.
-_SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "seed", "overwrite",
-                "resume", "distribute", "mixed_precision", "jit")
+_SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "monitor", "class_weight",
+                "lr_schedule", "refit", "seed", "overwrite", "resume", "distribute", "mixed_precision", "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
                   "cache_features", "head_init")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
@@ -53,12 +53,26 @@ def parse_args(argv=None):
     parser.add_argument("--config", metavar="FILE", help="JSON file of settings; flags override it")
     parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
     parser.add_argument("--runs-dir", help="folder of run directories (default: ./runs)")
-    parser.add_argument("--epochs", type=int, help=f"maximum epochs (default {train.epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"batch size (default {train.batch_size})")
+    parser.add_argument("--epochs", type=int, help=f"maximum epochs; early stopping usually ends training sooner"
+                                                   f" (default {train.epochs})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"batch size (default: from the training set's size, {MIN_AUTO_BATCH} to"
+                             f" {MAX_AUTO_BATCH}, at least {MIN_STEPS_PER_EPOCH} steps an epoch where it can)")
     parser.add_argument("--lr", type=float,
                         help=f"Adam learning rate; of the new head in a transfer (default {train.lr:g})")
-    parser.add_argument("--patience", type=int, help="early-stopping patience on val loss, best weights restored;"
+    parser.add_argument("--patience", type=int, help="early-stopping patience on --monitor, best weights restored;"
                                                      f" 0 = off (default {train.patience})")
+    parser.add_argument("--monitor", choices=MONITORS,
+                        help=f"validation measure for early stopping and the best epoch (default {train.monitor})")
+    parser.add_argument("--class-weight", choices=CLASS_WEIGHTS,
+                        help="balanced: weight the loss of each class's samples by n / (classes x n_class),"
+                             f" for imbalanced classes (default {train.class_weight})")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                        help="plateau: halve the learning rate when --monitor stalls for a third of --patience"
+                             f" (default {train.lr_schedule})")
+    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                        help="then retrain on train + val for the epochs validation chose, and save that model"
+                             " (default off)")
     parser.add_argument("--seed", type=int,
                         help=f"random seed (default {train.seed}); the same seed repeats a CPU run")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
@@ -261,7 +275,10 @@ def _run_pretrain(args):
 def _print_result(result, domain, quiet):
     m = result.metrics
     line = (f"run {result.run_dir}: {domain} test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
-            f" on {m['n_test']} samples ({m['epochs_run']} epochs, {m['train_seconds']:.1f} s)")
+            f" on {m['n_test']} samples ({m['epochs_run']} epochs, best {m['best_epoch']}, batch {m['batch_size']},"
+            f" {m['train_seconds']:.1f} s)")
+    if "refit" in m:
+        line += f"; refit on train + val for {sum(m['refit']['epochs'])} epochs"
     if "source_test" in m:
         line += f"; keeps {m['source_test']['accuracy']:.4f} on {m['source_test']['domain']}"
     print(line)

@@ -60,13 +60,15 @@ class _SeededEpochs(keras.utils.PyDataset):
 
 
 class DomainSequence(_SeededEpochs):
-    """Batches ``(x, y)`` of one split of a domain file.
+    """Batches ``(x, y)`` of one split of a domain file, or of several pooled.
 
     Args:
         path: the domain ``.h5`` file.
-        split: ``"train"``, ``"val"`` or ``"test"``.
+        split: ``"train"``, ``"val"`` or ``"test"``; or a tuple of them,
+            pooled into one set (a refit trains on ``("train", "val")``).
         batch_size: samples per batch.
-        indices: optional subset of the split's sample indices to use.
+        indices: optional subset of the split's sample indices to use; with
+            several splits, a tuple of them (None for a whole split).
         shuffle: reshuffle the order at the start of every epoch.
         seed: seed of the shuffling; epoch ``e`` uses ``(seed, e)``, so the
             order is the same in every run with the same seed.
@@ -74,6 +76,8 @@ class DomainSequence(_SeededEpochs):
         augment: an active :class:`convlstm_tl.config.AugmentConfig` to
             augment every batch (training only); its randomness is seeded
             by ``(seed, epoch, batch)``.
+        class_weight: optional weight per class; batches are then
+            ``(x, y, sample_weight)`` with each sample weighted by its class.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
             ``keras.utils.PyDataset``.
 
@@ -84,29 +88,40 @@ class DomainSequence(_SeededEpochs):
     """
 
     def __init__(self, path, split, *, batch_size=32, indices=None, shuffle=False, seed=0,
-                 with_labels=True, augment=None, **kwargs):
+                 with_labels=True, augment=None, class_weight=None, **kwargs):
         super().__init__(**kwargs)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
         self.path = str(path)
-        self.split = split
+        self.splits = (split,) if isinstance(split, str) else tuple(split)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = int(seed)
         self.with_labels = with_labels
         self.augment = augment if augment is not None and augment.active else None
+        self.class_weight = None if class_weight is None else np.asarray(class_weight, dtype=np.float32)
         self.epoch = 0
+        if isinstance(split, str):
+            indices = (indices,)
+        elif indices is None:
+            indices = (None,) * len(self.splits)
+        # Positions 0..n-1 over the pooled splits: position p is row _row[p] of split _part[p].
         # Labels are 8 bytes a sample: kept in memory, unlike the frames.
+        parts, rows, labels = [], [], []
         with h5py.File(self.path, "r") as f:
-            self._split_labels = f[split]["y"][()]
-        if indices is None:
-            indices = np.arange(len(self._split_labels))
-        self.indices = np.asarray(indices, dtype=np.int64)
+            for part, (name, chosen) in enumerate(zip(self.splits, indices)):
+                split_labels = f[name]["y"][()]
+                chosen = np.arange(len(split_labels)) if chosen is None else np.asarray(chosen, dtype=np.int64)
+                parts.append(np.full(len(chosen), part))
+                rows.append(chosen)
+                labels.append(split_labels[chosen])
+        self._part, self._row = np.concatenate(parts), np.concatenate(rows).astype(np.int64)
+        self._labels = np.concatenate(labels)
         self._order = self._order_for_epoch(0)
         self._file = None
 
     def __len__(self):
-        return math.ceil(len(self.indices) / self.batch_size)
+        return math.ceil(len(self._row) / self.batch_size)
 
     def __getitem__(self, batch_index):
         if not 0 <= batch_index < len(self):
@@ -115,27 +130,40 @@ class DomainSequence(_SeededEpochs):
         x, y = self.read(chosen)
         if self.augment is not None:
             x = augment_batch(x, self.augment, np.random.default_rng([self.seed, self.epoch, batch_index]))
-        return (x, y) if self.with_labels else x
+        if not self.with_labels:
+            return x
+        if self.class_weight is not None:
+            return x, y, self.class_weight[y]
+        return x, y
 
-    def read(self, chosen):
-        """Read samples ``chosen`` (split indices) in the given order."""
-        unique, inverse = np.unique(chosen, return_inverse=True)
-        x = read_rows(self._split_group()["x"], unique)
-        return x[inverse], self._split_labels[chosen]
+    def read(self, positions):
+        """Read the samples at ``positions`` (of the pooled set; a split's indices for one split) in that order."""
+        positions = np.asarray(positions, dtype=np.int64)
+        x = None
+        for part, split in enumerate(self.splits):
+            where = np.flatnonzero(self._part[positions] == part)
+            if not len(where):
+                continue
+            unique, inverse = np.unique(self._row[positions[where]], return_inverse=True)
+            rows = read_rows(self._split_group(split)["x"], unique)[inverse]
+            if x is None:
+                x = np.empty((len(positions), *rows.shape[1:]), dtype=rows.dtype)
+            x[where] = rows
+        return x, self._labels[positions]
 
     @property
     def labels(self):
         """Labels in the current order (unshuffled sequences: the split's order)."""
-        return self._split_labels[self._order]
+        return self._labels[self._order]
 
     def _order_for_epoch(self, epoch):
-        return self.indices[epoch_order(len(self.indices), shuffle=self.shuffle, seed=self.seed, epoch=epoch)]
+        return epoch_order(len(self._row), shuffle=self.shuffle, seed=self.seed, epoch=epoch)
 
-    def _split_group(self):
+    def _split_group(self, split):
         # Opened on first use so that each worker process has its own handle.
         if self._file is None:
             self._file = h5py.File(self.path, "r")
-        return self._file[self.split]
+        return self._file[split]
 
     def close(self):
         """Close the file handle (reopened on the next read)."""
@@ -153,11 +181,14 @@ class ArraySequence(_SeededEpochs):
     """Batches of in-memory arrays, shuffled per epoch like :class:`DomainSequence`.
 
     Used for cached body features, which are small enough to keep in memory.
+    ``class_weight`` (optional, one weight per class) adds sample weights, as
+    in :class:`DomainSequence`.
     """
 
-    def __init__(self, x, y, *, batch_size=32, shuffle=False, seed=0, **kwargs):
+    def __init__(self, x, y, *, batch_size=32, shuffle=False, seed=0, class_weight=None, **kwargs):
         super().__init__(**kwargs)
         self.x, self.y = x, y
+        self.class_weight = None if class_weight is None else np.asarray(class_weight, dtype=np.float32)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -169,7 +200,14 @@ class ArraySequence(_SeededEpochs):
 
     def __getitem__(self, batch_index):
         chosen = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+        if self.class_weight is not None:
+            return self.x[chosen], self.y[chosen], self.class_weight[self.y[chosen]]
         return self.x[chosen], self.y[chosen]
+
+    @property
+    def labels(self):
+        """Labels in the current order, as :attr:`DomainSequence.labels`."""
+        return self.y[self._order]
 
     def _order_for_epoch(self, epoch):
         return epoch_order(len(self.y), shuffle=self.shuffle, seed=self.seed, epoch=epoch)

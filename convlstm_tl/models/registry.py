@@ -9,6 +9,7 @@ because it runs while Keras itself finishes importing.
 
 from convlstm_tl.models.layers import FastConvLSTM2D
 from convlstm_tl.models.losses import FramePredictionLoss
+from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.models.optimizers import LayerRateAdam
 
-__all__ = ["FastConvLSTM2D", "FramePredictionLoss", "LayerRateAdam"]
+__all__ = ["FastConvLSTM2D", "FramePredictionLoss", "LayerRateAdam", "SparseMacroF1"]

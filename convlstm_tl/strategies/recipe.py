@@ -17,6 +17,7 @@ from convlstm_tl.compute import jit_compile
 from convlstm_tl.errors import ConfigError, RunError
 from convlstm_tl.models.backbone import EMBEDDING, Backbone, block_name
 from convlstm_tl.models.classifier import build_classifier
+from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.models.optimizers import LayerRateAdam
 from convlstm_tl.training.inputs import input_arguments
 
@@ -104,14 +105,17 @@ def set_phase(model, strategy, phase):
             block.get_layer("batch_norm").trainable = False
 
 
-def compile_for_phase(model, strategy, phase, *, lr, body_lr, jit="auto"):
-    """Compile with the head at ``lr`` and trainable restored blocks at ``body_lr``; ``jit`` as in the config."""
+def compile_for_phase(model, strategy, phase, *, lr, body_lr, jit="auto", n_classes=None):
+    """Compile with the head at ``lr`` and trainable restored blocks at ``body_lr``; ``jit`` as in the config.
+
+    The metrics are accuracy and, given ``n_classes``, macro-F1 (``val_macro_f1`` can then be monitored).
+    """
     prefixes = [f"{block_name(i)}/" for i in phase.trainable_blocks] if strategy.restore else []
     if prefixes and Backbone(model).has_embedding and 1 in phase.trainable_blocks:
         prefixes.append(f"{EMBEDDING}/")
     model.compile(
         optimizer=LayerRateAdam(lr, scaled_prefixes=prefixes, scale=body_lr / lr),
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=["accuracy"] + ([SparseMacroF1(n_classes)] if n_classes else []),
         jit_compile=jit_compile(jit),
     )

@@ -2,6 +2,11 @@
 
 - :class:`ResumableEarlyStopping`: Keras early stopping whose state can be
   saved and put back, so a resumed fit stops where an uninterrupted one would.
+- :class:`ResumableReduceLROnPlateau`: Keras' plateau schedule with the same
+  ``get_state`` / ``set_state`` (the learning rate itself is an optimizer
+  variable, saved with the optimizer).
+- :class:`ReplayLearningRate`: sets each epoch's learning rate from a list
+  (a refit replays the schedule validation chose).
 - :class:`EpochCheckpoint`: records each epoch's logs and writes the
   :class:`convlstm_tl.training.checkpoint.Checkpoint` at the end of every epoch.
 """
@@ -43,6 +48,50 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self._pending = None
 
 
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """``keras.callbacks.ReduceLROnPlateau`` with ``get_state`` / ``set_state``.
+
+    Args:
+        **kwargs: the arguments of ``keras.callbacks.ReduceLROnPlateau``.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._pending = None
+
+    def get_state(self):
+        """Return the JSON-ready state: best value, wait and cooldown counters."""
+        return {"best": None if self.best is None else float(self.best), "wait": int(self.wait),
+                "cooldown_counter": int(self.cooldown_counter)}
+
+    def set_state(self, state):
+        """Take this state when the next fit begins (``on_train_begin`` resets it otherwise)."""
+        self._pending = dict(state)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._pending is not None:
+            self.best, self.wait = self._pending["best"], self._pending["wait"]
+            self.cooldown_counter = self._pending["cooldown_counter"]
+            self._pending = None
+
+
+class ReplayLearningRate(keras.callbacks.Callback):
+    """Set the optimizer's learning rate at the start of epoch ``e`` to ``rates[e]`` (the last one after the list).
+
+    Args:
+        rates: a learning rate per epoch.
+    """
+
+    def __init__(self, rates):
+        super().__init__()
+        self.rates = [float(rate) for rate in rates]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.rates:
+            self.model.optimizer.learning_rate = self.rates[min(epoch, len(self.rates) - 1)]
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """Save the training state at the end of every epoch.
 
@@ -53,14 +102,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
         checkpoint: the :class:`convlstm_tl.training.checkpoint.Checkpoint` to write.
         record: the current phase's :class:`~convlstm_tl.training.checkpoint.PhaseRecord`,
             updated in place (epochs, history, seconds, stopped).
-        early_stopping: the :class:`ResumableEarlyStopping` of the fit.
+        early_stopping: the :class:`ResumableEarlyStopping` of the fit, or None (no validation).
+        plateau: the :class:`ResumableReduceLROnPlateau` of the fit, or None.
     """
 
-    def __init__(self, checkpoint, record, early_stopping):
+    def __init__(self, checkpoint, record, early_stopping, plateau=None):
         super().__init__()
         self.checkpoint = checkpoint
         self.record = record
         self.early_stopping = early_stopping
+        self.plateau = plateau
         self._start = self._base_seconds = None
 
     def on_train_begin(self, logs=None):
@@ -71,5 +122,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.record.history.setdefault(name, []).append(float(value))
         self.record.epochs = epoch + 1
         self.record.stopped = bool(self.model.stop_training)
+        if self.early_stopping is not None:
+            self.record.best_epoch = int(self.early_stopping.best_epoch) + 1
         self.record.seconds = self._base_seconds + time.perf_counter() - self._start
-        self.checkpoint.save(self.model, self.early_stopping)
+        self.checkpoint.save(self.model, self.early_stopping, self.plateau)

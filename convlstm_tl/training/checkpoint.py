@@ -10,7 +10,8 @@ holds everything that decides how training continues:
   its optimizer (step count, moments);
 - per training phase (a transfer may have several): epochs finished, whether
   early stopping ended it, its history and its seconds;
-- the early-stopping state (best validation loss, wait counter, best weights).
+- the early-stopping state (best validation measure, wait counter, best
+  weights) and the plateau schedule's (its learning rate is an optimizer variable).
 
 The sample order needs nothing stored: a ``DomainSequence`` orders epoch
 ``e`` by ``(seed, e)`` (and Keras does not shuffle on top, see
@@ -47,12 +48,15 @@ class PhaseRecord:
         stopped: early stopping ended the phase.
         history: per-epoch values, ``{name: [value per epoch]}``.
         seconds: training time spent in the phase.
+        best_epoch: the epoch (1-based) whose weights the phase keeps; 0 for
+            the weights it started from, and for a phase without validation.
     """
 
     epochs: int = 0
     stopped: bool = False
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
+    best_epoch: int = 0
 
 
 class Checkpoint:
@@ -110,8 +114,8 @@ class Checkpoint:
         self._state, self._arrays = {}, {}
         return self.phases[index], False
 
-    def restore(self, model, early_stopping):
-        """Put the model, its optimizer and early stopping in the saved state.
+    def restore(self, model, early_stopping=None, plateau=None):
+        """Put the model, its optimizer, early stopping and the plateau schedule in the saved state.
 
         ``model`` must be built and compiled as it was when the state was
         saved (same architecture, same trainable layers).
@@ -120,17 +124,21 @@ class Checkpoint:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         _assign(model.optimizer.variables, self._arrays, "optimizer", self.path)
-        early_stopping.set_state(self._state["early_stopping"], _array_list(self._arrays, "best"))
+        if early_stopping is not None and self._state.get("early_stopping"):
+            early_stopping.set_state(self._state["early_stopping"], _array_list(self._arrays, "best"))
+        if plateau is not None and self._state.get("plateau"):
+            plateau.set_state(self._state["plateau"])
 
-    def save(self, model, early_stopping):
+    def save(self, model, early_stopping=None, plateau=None):
         """Write the state at the end of an epoch (atomically: temporary file, then rename)."""
         if self.path is None:
             return
-        es_state, best_weights = early_stopping.get_state()
+        es_state, best_weights = early_stopping.get_state() if early_stopping is not None else (None, [])
         state = {
             "format_version": FORMAT_VERSION,
             "phases": [asdict(record) for record in self.phases],
             "early_stopping": es_state,
+            "plateau": plateau.get_state() if plateau is not None else None,
         }
         arrays = {"state": np.array(json.dumps(state))}
         arrays.update(_numbered("model", (keras.ops.convert_to_numpy(v.value) for v in model.variables)))

@@ -1,4 +1,7 @@
-"""What a run needs to know of its domain's input: normalization statistics, its record, fitting augmentation."""
+"""What a run needs to know of its domain's input: normalization statistics, class weights, its record, fitting
+augmentation."""
+
+import numpy as np
 
 from convlstm_tl.data import augment
 from convlstm_tl.data.stats import channel_stats, vocab_fingerprint
@@ -49,3 +52,20 @@ def domain_record(info):
     """The ``domain`` entry of a run's record: what the run was trained on (see :mod:`convlstm_tl.runs.record`)."""
     return {"name": info.domain, "path": str(info.path), "class_names": list(info.class_names),
             "frame_shape": list(info.frame_shape), "split_sizes": info.split_sizes, **kind_record(info)}
+
+
+def class_weights(mode, labels, n_classes):
+    """Per-class weights of the training loss: None for ``"none"``; for ``"balanced"``, ``n / (K * n_c)``.
+
+    ``K`` counts the classes present in ``labels`` (as scikit-learn's
+    ``compute_class_weight("balanced")``), so the weights average to 1 over
+    the training samples; an absent class gets 0 (it has no sample to weigh).
+    """
+    if mode == "none":
+        return None
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return weights

@@ -13,9 +13,12 @@ a mistake costs no start-up.
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from convlstm_tl import distribute
-from convlstm_tl.config import OBJECTIVE_SHIFTS, PretrainConfig, TrainConfig, TransferConfig
+from convlstm_tl.config import OBJECTIVE_SHIFTS, PretrainConfig, TrainConfig, TransferConfig, resolve_batch_size
 from convlstm_tl.data.format import DomainInfo, find_domain, open_domain, resolve_data_dir
+from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.evaluation.alignment import check_same_input
 from convlstm_tl.runs.directory import check_run_target
@@ -29,7 +32,8 @@ class SourcePlan:
     """A source run checked in full before anything heavy runs (:func:`plan_source`).
 
     Attributes:
-        config: the validated config, ``data_dir`` resolved to the folder used.
+        config: the validated config, ``data_dir`` resolved to the folder
+            used and ``batch_size`` to the one trained with.
         info: the source domain's :class:`~convlstm_tl.data.format.DomainInfo`.
     """
 
@@ -56,6 +60,7 @@ def plan_source(config, *, info=None):
     if distribute.is_chief(config.distribute):
         check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
     check_augment_fits(config.augment, info)
+    config = replace(config, batch_size=resolve_batch_size(config.batch_size, info.split_sizes["train"]))
     return SourcePlan(config=config, info=info)
 
 
@@ -64,11 +69,14 @@ class TransferPlan:
     """A transfer checked in full before anything heavy runs (:func:`plan_transfer`).
 
     Attributes:
-        config: the validated config, ``data_dir`` resolved to the folder used.
+        config: the validated config, ``data_dir`` resolved to the folder
+            used and ``batch_size`` to the one trained with.
         source: the source :class:`~convlstm_tl.runs.resolve.Run` (its record; no model loaded yet).
         strategy: the :class:`~convlstm_tl.strategies.registry.Strategy` for the source's body.
         target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
         name: the run's name.
+        train_indices: the target's labelled training samples the transfer trains on.
+        n_train_total: the size of the target's training split.
     """
 
     config: TransferConfig
@@ -76,6 +84,8 @@ class TransferPlan:
     strategy: Strategy
     target_info: DomainInfo
     name: str
+    train_indices: np.ndarray
+    n_train_total: int
 
 
 def plan_transfer(config, *, target_info=None):
@@ -98,7 +108,11 @@ def plan_transfer(config, *, target_info=None):
         check_run_target(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume)
     check_augment_fits(config.augment, target_info)
     check_same_input(source.name, source.domain, target_info, strategy)
-    return TransferPlan(config=config, source=source, strategy=strategy, target_info=target_info, name=name)
+    train_indices, n_total = labelled_subset(target_info.path, fraction=config.target_fraction,
+                                             per_class=config.target_per_class, seed=config.seed)
+    config = replace(config, batch_size=resolve_batch_size(config.batch_size, len(train_indices)))
+    return TransferPlan(config=config, source=source, strategy=strategy, target_info=target_info, name=name,
+                        train_indices=train_indices, n_train_total=n_total)
 
 
 def _open_recorded(config, domain, info):
@@ -142,4 +156,5 @@ def plan_pretrain(config, *, info=None):
         raise ConfigError(f"next_frame needs sequences of 2 or more frames; {info.domain} has"
                           f" {info.frame_shape[0]}. Received: objective={config.objective!r}", field="objective")
     check_run_target(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume)
+    config = replace(config, batch_size=resolve_batch_size(config.batch_size, info.split_sizes["train"]))
     return PretrainPlan(config=config, info=info)

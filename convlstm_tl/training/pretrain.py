@@ -38,7 +38,7 @@ from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.fit import fit, write_history
 from convlstm_tl.training.inputs import domain_record
 from convlstm_tl.training.plans import plan_pretrain
-from convlstm_tl.training.report import TrainResult
+from convlstm_tl.training.report import TrainResult, training_record
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,9 @@ def run_pretrain(plan, *, verbose="auto"):
             run.watch(info.path)
             run.save_config(run_config)
             model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=FramePredictionLoss(shift))
-            history, train_seconds = fit(model, sequences["train"], sequences["val"], epochs=config.epochs,
-                                         patience=config.patience, verbose=verbose,
-                                         checkpoint=Checkpoint.open(run.path))
+            fitted = fit(model, sequences["train"], sequences["val"], epochs=config.epochs, patience=config.patience,
+                         verbose=verbose, checkpoint=Checkpoint.open(run.path))
+            history, train_seconds = fitted.history, fitted.seconds
             start = time.perf_counter()
             loss = float(model.evaluate(sequences["test"], verbose=0, return_dict=True)["loss"])
             metrics = {
@@ -96,6 +96,7 @@ def run_pretrain(plan, *, verbose="auto"):
                 "train_seconds": round(train_seconds, 3),
                 "eval_seconds": round(time.perf_counter() - start, 3),
                 "epochs_run": len(next(iter(history.values()), [])),
+                **training_record([fitted], batch_size=config.batch_size, monitor="val_loss"),
             }
             model.save(run.path / "model.keras")
             write_history(run.path / "history.csv", history)

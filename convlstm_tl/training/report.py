@@ -1,5 +1,6 @@
 """What a training run returns, and scoring a trained classifier on its test split into the run's result files."""
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from convlstm_tl.evaluation.plots import save_confusion_matrix
 from convlstm_tl.evaluation.predict import predict_split
 from convlstm_tl.jsonio import save_json
 from convlstm_tl.training.fit import write_history
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,3 +63,26 @@ def evaluate_and_save(model, path, info, run_path, *, run_name, history, train_s
     save_confusion_matrix(metrics["confusion_matrix"], info.class_names, run_path / "confusion_matrix.png",
                           title=f"{run_name} on {info.domain} (test)")
     return metrics
+
+
+def training_record(fitted, *, batch_size, monitor, refit=None, refit_samples=None):
+    """The ``metrics.json`` entries that say how training ended, and one warning line if it ended too soon.
+
+    Args:
+        fitted: the :class:`~convlstm_tl.training.fit.FitResult` of each
+            validated phase, in order; the last one decides convergence.
+        batch_size: the batch size trained with (given or derived).
+        monitor: the validation measure early stopping watched.
+        refit: the refit phases' results, if the run refitted on train + val.
+        refit_samples: how many labelled samples the refit trained on.
+    """
+    last = fitted[-1]
+    entries = {"batch_size": int(batch_size), "monitor": monitor, "best_epoch": last.best_epoch,
+               "stopped_early": last.stopped_early, "still_improving": last.still_improving}
+    if last.still_improving:
+        log.warning(f"the budget of {last.epochs} epochs ran out while {monitor} was still improving (best at"
+                    f" epoch {last.best_epoch}); more --epochs would likely help")
+    if refit is not None:
+        entries["refit"] = {"epochs": [result.epochs for result in refit],
+                            "selected_epochs": [result.best_epoch for result in fitted], "samples": int(refit_samples)}
+    return entries

@@ -8,13 +8,14 @@ from convlstm_tl import backend, distribute
 from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.models.classifier import build_classifier
+from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.runs.record import make_run_record
 from convlstm_tl.training.checkpoint import Checkpoint
-from convlstm_tl.training.fit import fit
-from convlstm_tl.training.inputs import domain_record, input_arguments
+from convlstm_tl.training.fit import fit, fit_again, phase_result, write_history
+from convlstm_tl.training.inputs import class_weights, domain_record, input_arguments
 from convlstm_tl.training.plans import plan_source
-from convlstm_tl.training.report import TrainResult, evaluate_and_save
+from convlstm_tl.training.report import TrainResult, evaluate_and_save, training_record
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,12 @@ def train_source(config, *, info=None, verbose="auto"):
 
 
 def run_source(plan, *, verbose="auto"):
-    """Carry out a :class:`SourcePlan`: build, train and score the classifier, and write its run."""
+    """Carry out a :class:`SourcePlan`: build, train and score the classifier, and write its run.
+
+    With ``config.refit``, a second model from the same initial weights then
+    trains on train + val for the epochs validation chose, with the learning
+    rates the validated fit used; the refit model is the one saved.
+    """
     config, info = plan.config, plan.info
     path = info.path
     chief = distribute.is_chief(config.distribute)
@@ -45,8 +51,7 @@ def run_source(plan, *, verbose="auto"):
     strategy = distribute.make_strategy(config.distribute)
     with backend.seeded(config.seed):
         inputs = input_arguments(info)
-        with distribute.scope(strategy), dtype_policy(config.mixed_precision):
-            model = build_classifier(config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, **inputs)
+        model = _build(config, info, inputs, strategy)
         run_config = make_run_record("source", config=config, model=config.model, domain=domain_record(info),
                                      model_inputs=inputs, n_params=model.count_params(),
                                      replicas=distribute.replicas(strategy))
@@ -54,20 +59,50 @@ def run_source(plan, *, verbose="auto"):
                           publish=chief) as run:
             run.watch(path)
             run.save_config(run_config)
-            with distribute.scope(strategy):
-                model.compile(
-                    optimizer=keras.optimizers.Adam(config.lr),
-                    loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"],
-                    jit_compile=jit_compile(config.jit),
-                )
+            checkpoint = Checkpoint.open(run.path)
             train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
                                    augment=config.augment)
+            train.class_weight = class_weights(config.class_weight, train.labels, info.n_classes)
             val = DomainSequence(path, "val", batch_size=config.batch_size)
-            history, train_seconds = fit(model, train, val, epochs=config.epochs, patience=config.patience,
-                                         verbose=verbose, checkpoint=Checkpoint.open(run.path))
-            metrics = evaluate_and_save(model, path, info, run.path, run_name=config.run_name, history=history,
-                                        train_seconds=train_seconds, batch_size=config.batch_size)
+            fitted = _validated_fit(model, config, train, val, checkpoint, verbose)
+            refit = None
+            if config.refit:
+                # The same initial weights (same seed), trained on every labelled sample.
+                with backend.seeded(config.seed):
+                    model = _build(config, info, inputs, strategy)
+                pooled = DomainSequence(path, ("train", "val"), batch_size=config.batch_size, shuffle=True,
+                                        seed=config.seed, augment=config.augment)
+                pooled.class_weight = class_weights(config.class_weight, pooled.labels, info.n_classes)
+                refit = [fit_again(model, pooled, fitted, checkpoint=checkpoint, phase=1, verbose=verbose)]
+                write_history(run.path / "refit_history.csv", refit[0].history)
+            history = fitted.history
+            metrics = evaluate_and_save(
+                model, path, info, run.path, run_name=config.run_name, history=history,
+                train_seconds=sum(result.seconds for result in [fitted, *(refit or [])]),
+                batch_size=config.batch_size,
+                extra=training_record([fitted], batch_size=config.batch_size, monitor=config.monitor, refit=refit,
+                                      refit_samples=len(pooled.labels) if refit else None))
         return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
+def _build(config, info, inputs, strategy):
+    """The classifier, compiled for training."""
+    with distribute.scope(strategy), dtype_policy(config.mixed_precision):
+        model = build_classifier(config.model, frame_shape=info.frame_shape, n_classes=info.n_classes, **inputs)
+    with distribute.scope(strategy):
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy", SparseMacroF1(info.n_classes)],
+            jit_compile=jit_compile(config.jit),
+        )
+    return model
+
+
+def _validated_fit(model, config, train, val, checkpoint, verbose):
+    """The fit on train with early stopping on val (phase 0), or its record if a resumed refit is past it."""
+    finished = checkpoint.finished_phase(0)
+    if finished is not None:
+        return phase_result(finished, patience=config.patience)
+    return fit(model, train, val, epochs=config.epochs, patience=config.patience, monitor=config.monitor,
+               lr_schedule=config.lr_schedule, verbose=verbose, checkpoint=checkpoint)

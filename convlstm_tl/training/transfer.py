@@ -17,7 +17,6 @@ import numpy as np
 from convlstm_tl import backend, distribute
 from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.data.sequence import ArraySequence, DomainSequence
-from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.evaluation.metrics import classification_metrics
 from convlstm_tl.evaluation.predict import predict_split
 from convlstm_tl.models.backbone import Backbone
@@ -28,10 +27,10 @@ from convlstm_tl.strategies.recipe import (
     build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
 )
 from convlstm_tl.training.checkpoint import Checkpoint
-from convlstm_tl.training.fit import fit
-from convlstm_tl.training.inputs import domain_record
+from convlstm_tl.training.fit import fit, fit_again, phase_result, write_history
+from convlstm_tl.training.inputs import class_weights, domain_record
 from convlstm_tl.training.plans import plan_transfer
-from convlstm_tl.training.report import TrainResult, evaluate_and_save
+from convlstm_tl.training.report import TrainResult, evaluate_and_save, training_record
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +55,23 @@ def transfer(config, *, target_info=None, verbose="auto"):
 
 
 def run_transfer(plan, *, verbose="auto"):
-    """Carry out a :class:`TransferPlan`: build the target model, train the strategy's phases, write the run."""
+    """Carry out a :class:`TransferPlan`: build the target model, train the strategy's phases, write the run.
+
+    With ``config.refit``, a second model, built as the first (same restored
+    body, same initial head), then trains each phase on the labelled subset +
+    the target's validation split for the epochs validation chose; the
+    refit model is the one saved.
+    """
     config, strategy, target_info, name = plan.config, plan.strategy, plan.target_info, plan.name
-    path = target_info.path
+    path, train_indices = target_info.path, plan.train_indices
     chief = distribute.is_chief(config.distribute)
     # Before any other TensorFlow work (loading the model): the multi-worker strategy sets up the runtime.
     distribution = distribute.make_strategy(config.distribute)
     # The plan read the source's record; only its model is left to load.
     source = replace(plan.source, model=load_model(plan.source.path / "model.keras"))
     with backend.seeded(config.seed):
-        train_indices, n_total = labelled_subset(path, fraction=config.target_fraction,
-                                                 per_class=config.target_per_class, seed=config.seed)
         inputs = transfer_inputs(source, target_info, normalization=config.normalization, indices=train_indices)
-        with distribute.scope(distribution), dtype_policy(config.mixed_precision):
-            model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
-                                         n_classes=target_info.n_classes, **inputs)
-        if config.head_init == "source":
-            init_head_from_source(model, source, strategy, target_info.class_names)
+        model = _build(source, strategy, target_info, inputs, config, distribution)
         use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
 
         kept = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])
@@ -81,14 +80,27 @@ def run_transfer(plan, *, verbose="auto"):
             n_params=model.count_params(), normalization_from=config.normalization,
             source_run=str(source.path.resolve()),
             strategy={**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache},
-            target_samples={"n": int(len(train_indices)), "of": int(n_total), "indices": train_indices.tolist()})
+            target_samples={"n": int(len(train_indices)), "of": int(plan.n_train_total),
+                            "indices": train_indices.tolist()})
         run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
                                      publish=chief)
         with run_directory as run, distribute.scope(distribution):
             run.watch(target_info.path)
             run.save_config(run_config)
-            history, seconds = _train_phases(model, strategy, config, path, train_indices, use_cache, verbose,
-                                             checkpoint=Checkpoint.open(run.path))
+            checkpoint = Checkpoint.open(run.path)
+            start = time.perf_counter()
+            train, val, pooled = _sequences(model, strategy, config, target_info, train_indices, use_cache)
+            cache_seconds = time.perf_counter() - start if use_cache else 0.0
+            fitted = _train_phases(model, strategy, config, train, val, use_cache, verbose, checkpoint=checkpoint)
+            refit = None
+            if config.refit:
+                with backend.seeded(config.seed):
+                    model = _build(source, strategy, target_info, inputs, config, distribution)
+                refit = _train_phases(model, strategy, config, pooled, None, use_cache, verbose,
+                                      checkpoint=checkpoint, selected=fitted)
+                write_history(run.path / "refit_history.csv", _joined(refit))
+            history = _joined(fitted)
+            seconds = cache_seconds + sum(result.seconds for result in [*fitted, *(refit or [])])
             # The saved model is a plain classifier: every layer trainable (as a
             # source run's), with a stock optimizer so that plain
             # keras.saving.load_model reads it; building the optimizer now makes
@@ -98,65 +110,102 @@ def run_transfer(plan, *, verbose="auto"):
             model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=jit_compile(config.jit))
             model.optimizer.build(model.trainable_variables)
+            extras = {**training_record(fitted, batch_size=config.batch_size, monitor=config.monitor, refit=refit,
+                                        refit_samples=len(pooled.labels)),
+                      **_transfer_extras(model, source, target_info, history, seconds, use_cache)}
             metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
-                                        train_seconds=seconds, batch_size=config.batch_size,
-                                        extra=_transfer_extras(model, source, target_info, config, history, seconds,
-                                                               use_cache))
+                                        train_seconds=seconds, batch_size=config.batch_size, extra=extras)
         return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
-def _train_phases(model, strategy, config, path, train_indices, use_cache, verbose, *, checkpoint):
-    """Run the strategy's phases; return the joined history and the seconds spent.
+def _build(source, strategy, target_info, inputs, config, distribution):
+    """The target model by the recipe: restored body, new (or the source's) head."""
+    with distribute.scope(distribution), dtype_policy(config.mixed_precision):
+        model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
+                                     n_classes=target_info.n_classes, **inputs)
+    if config.head_init == "source":
+        init_head_from_source(model, source, strategy, target_info.class_names)
+    return model
 
+
+def _train_phases(model, strategy, config, train, val, use_cache, verbose, *, checkpoint, selected=None):
+    """Run the strategy's phases; return the :class:`FitResult` of each.
+
+    With ``selected`` (the validated phases' results), a refit: no
+    validation, each phase trains for the epochs its validated phase chose,
+    and the checkpoint counts these phases after the validated ones.
     A resumed run skips the phases its checkpoint has finished (the
-    checkpoint holds their history) and continues the one it is in.
+    checkpoint holds their records) and continues the one it is in.
     """
-    history, total_seconds, epochs_left = {}, 0.0, config.epochs
-    if use_cache:
-        start = time.perf_counter()
-        train, val = _cached_sequences(model, strategy, config, path, train_indices)
-        total_seconds += time.perf_counter() - start
-    else:
-        train = DomainSequence(path, "train", batch_size=config.batch_size, indices=train_indices,
-                               shuffle=True, seed=config.seed, augment=config.augment)
-        val = DomainSequence(path, "val", batch_size=config.batch_size)
+    results, epochs_left = [], config.epochs
+    first = len(strategy.phases) if selected is not None else 0
     for index, phase in enumerate(strategy.phases):
-        finished = checkpoint.finished_phase(index)
+        finished = checkpoint.finished_phase(first + index)
         if finished is not None:
-            phase_history, seconds = finished.history, finished.seconds
+            result = phase_result(finished, patience=config.patience if selected is None else None)
         else:
-            epochs = phase.epochs if phase.epochs is not None else epochs_left
             set_phase(model, strategy, phase)
             trained = Backbone(model).head(train.x.shape[1:]) if use_cache else model
             compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr,
-                              jit=config.jit)
-            # Started from the source's head, the untrained model is a candidate: a few target
-            # labels must not make it worse than the source model already is.
-            phase_history, seconds = fit(trained, train, val, epochs=epochs, patience=config.patience,
-                                         verbose=verbose, checkpoint=checkpoint, phase=index,
-                                         keep_start=config.head_init == "source" and index == 0)
-        for key, values in phase_history.items():
+                              jit=config.jit, n_classes=model.output_shape[-1])
+            if selected is not None:
+                result = fit_again(trained, train, selected[index], checkpoint=checkpoint, phase=first + index,
+                                   verbose=verbose)
+            else:
+                # Started from the source's head, the untrained model is a candidate: a few target
+                # labels must not make it worse than the source model already is.
+                result = fit(trained, train, val, epochs=phase.epochs if phase.epochs is not None else epochs_left,
+                             patience=config.patience, monitor=config.monitor, lr_schedule=config.lr_schedule,
+                             verbose=verbose, checkpoint=checkpoint, phase=index,
+                             keep_start=config.head_init == "source" and index == 0)
+        results.append(result)
+        epochs_left -= result.epochs
+    return results
+
+
+def _joined(results):
+    """The phases' histories end to end."""
+    history = {}
+    for result in results:
+        for key, values in result.history.items():
             history.setdefault(key, []).extend(values)
-        total_seconds += seconds
-        epochs_left -= len(next(iter(phase_history.values())))
-    return history, total_seconds
+    return history
 
 
-def _cached_sequences(model, strategy, config, path, train_indices):
-    """Run the frozen body once over train and val; return sequences of its outputs."""
-    set_phase(model, strategy, strategy.phases[0])
-    body = Backbone(model).body(strategy.keep_blocks)
-    sequences = []
-    for split, indices, shuffle in (("train", train_indices, True), ("val", None, False)):
-        frames = DomainSequence(path, split, batch_size=max(config.batch_size, 128), indices=indices,
-                                with_labels=False)
-        features = np.asarray(body.predict(frames, verbose=0))
-        sequences.append(ArraySequence(features, frames.labels, batch_size=config.batch_size,
-                                       shuffle=shuffle, seed=config.seed))
-    return sequences
+def _sequences(model, strategy, config, target_info, train_indices, use_cache):
+    """``(train, val, pooled)``: the labelled subset, the validation split, and both pooled for a refit.
+
+    With the cache, the frozen body runs once over each; the sequences hold
+    its outputs. Training batches carry the class weights of their labels.
+    """
+    path, n_classes = target_info.path, target_info.n_classes
+    if use_cache:
+        set_phase(model, strategy, strategy.phases[0])
+        body = Backbone(model).body(strategy.keep_blocks)
+        features = {}
+        for split, indices in (("train", train_indices), ("val", None)):
+            frames = DomainSequence(path, split, batch_size=max(config.batch_size, 128), indices=indices,
+                                    with_labels=False)
+            features[split] = (np.asarray(body.predict(frames, verbose=0)), frames.labels)
+        x, y = features["train"]
+        train = ArraySequence(x, y, batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                              class_weight=class_weights(config.class_weight, y, n_classes))
+        val = ArraySequence(*features["val"], batch_size=config.batch_size)
+        x, y = (np.concatenate(arrays) for arrays in zip(features["train"], features["val"]))
+        pooled = ArraySequence(x, y, batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                               class_weight=class_weights(config.class_weight, y, n_classes))
+        return train, val, pooled
+    train = DomainSequence(path, "train", batch_size=config.batch_size, indices=train_indices, shuffle=True,
+                           seed=config.seed, augment=config.augment)
+    train.class_weight = class_weights(config.class_weight, train.labels, n_classes)
+    val = DomainSequence(path, "val", batch_size=config.batch_size)
+    pooled = DomainSequence(path, ("train", "val"), batch_size=config.batch_size, indices=(train_indices, None),
+                            shuffle=True, seed=config.seed, augment=config.augment)
+    pooled.class_weight = class_weights(config.class_weight, pooled.labels, n_classes)
+    return train, val, pooled
 
 
-def _transfer_extras(model, source, target_info, config, history, seconds, use_cache):
+def _transfer_extras(model, source, target_info, history, seconds, use_cache):
     """Metrics a transfer run adds: speed, cache use, and accuracy kept on the source."""
     extras = {"feature_cache": use_cache,
               "seconds_per_epoch": round(seconds / max(1, len(next(iter(history.values()), []))), 4)}
