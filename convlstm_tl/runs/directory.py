@@ -360,12 +360,24 @@ def _is_locked(folder):
     return False
 
 
+def _recorded_kind(path):
+    """The ``kind`` a run folder's ``config.json`` records, or None if it cannot be read."""
+    try:
+        kind = load_json(path / "config.json").get("kind")
+    except (UserError, OSError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
 def find_run(runs_dir, name):
     """Return the path of a complete run, or raise a RunError saying what is missing."""
     path = Path(runs_dir) / name
     recover_run(runs_dir, name)
     if not path.is_dir():
         raise RunError(f"run {path} not found; train it first or give the runs folder that has it", field="runs_dir")
+    if _recorded_kind(path) == "baseline":
+        raise RunError(f"run {path} is a baseline run (classical models, no ConvLSTM model); give a source,"
+                       " transfer or pretrain run")
     for required in ("config.json", "model.keras"):
         if not (path / required).is_file():
             raise RunError(f"run {path} has no {required}; it is incomplete, train it again")
