@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "text": "data_prep.text",
     "npz": "data_prep.npz",
     "csv": "data_prep.csv_series",
+    "ts": "data_prep.ts",
     "info": "data_prep.info",
     "check": "data_prep.check",
 }
