@@ -17,7 +17,7 @@ $(PY):
 # Reinstall when the package metadata changes.
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[data,dev]"
+	$(PY) -m pip install --quiet -e ".[data,dev,baselines]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +29,9 @@ $(DATA)/St.h5 $(DATA)/ms.h5: | $(STAMP)
 
 # Train on St (right arm; random rotations of the sensor axes stand in for a
 # watch worn differently by unseen subjects), transfer to ms (left arm) with
-# 10% of its labels by three strategies, then score every run on both domains.
+# 10% of its labels by three strategies, fit the classical baselines on the
+# same files and the same 10% (St-ms-baselines), then score every run on both
+# domains, the baselines beside them.
 DEMO_STRATEGIES ?= freeze finetune scratch
 DEMO_FRACTION ?= 0.1
 
@@ -39,7 +41,9 @@ demo: $(STAMP) $(DATA)/St.h5
 	  $(PY) -m convlstm_tl.train --transfer ms --from St --strategy $$strategy --target-fraction $(DEMO_FRACTION) \
 	    --data-dir $(DATA) --runs-dir $(RUNS) --overwrite --quiet || exit 1; \
 	done
-	$(PY) -m convlstm_tl.evaluate --runs St $(addprefix St-ms-,$(DEMO_STRATEGIES)) --domains St ms \
+	$(PY) -m convlstm_tl.baseline --source St --target ms --target-fraction $(DEMO_FRACTION) \
+	  --data-dir $(DATA) --runs-dir $(RUNS) --overwrite --quiet
+	$(PY) -m convlstm_tl.evaluate --runs St $(addprefix St-ms-,$(DEMO_STRATEGIES)) St-ms-baselines --domains St ms \
 	  --data-dir $(DATA) --runs-dir $(RUNS) --out $(RUNS)/evaluation-demo
 
 test: $(STAMP)

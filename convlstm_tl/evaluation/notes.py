@@ -35,7 +35,7 @@ def cell_notes(runs, results):
             if cell["accuracy"] is None:
                 by_reason.setdefault(cell["reason"], []).append(domain)
         notes += [f"n/a: {run} on {', '.join(domains)}: {reason}" for reason, domains in by_reason.items()]
-        shared = [_shared_part(domain, cell["class_alignment"]) for domain, cell in results[run].items()
+        shared = [shared_part(domain, cell["class_alignment"]) for domain, cell in results[run].items()
                   if cell["accuracy"] is not None and cell["class_alignment"]["classes"] == "shared"]
         if shared:
             notes.append(f"{run}: `*` scored on the classes it shares with the domain only, its predictions"
@@ -43,7 +43,7 @@ def cell_notes(runs, results):
     return notes
 
 
-def _shared_part(domain, alignment):
+def shared_part(domain, alignment):
     """``ms (5 of 17 classes; samples of a, b, c and 9 more left out)``."""
     shared, domain_only = alignment["class_names"], alignment["domain_only"]
     part = f"{domain} ({len(shared)} of {len(shared) + len(domain_only)} classes"

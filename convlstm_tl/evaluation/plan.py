@@ -13,16 +13,25 @@ For every transfer run that restored a source body (its recorded strategy
 says so; ``scratch`` does not) the plan also measures forgetting: its
 recorded source run (``source_run`` in ``config.json``) is scored on the
 source's own domain, and is added to the plan when it was not asked for.
+A baseline run (``python -m convlstm_tl.baseline``) among the runs becomes
+one row per classical model it fitted, after the model runs' rows
+(:mod:`convlstm_tl.evaluation.baselines`); its cells come from the
+predictions it recorded, so the plan finds which of them apply (the test
+split, the same test-split fingerprint). :func:`resolve_evaluated_run`
+finds either kind of run by name or path.
 :func:`convlstm_tl.evaluation.crossdomain.evaluate_plan` then predicts.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convlstm_tl.baselines.features import split_fingerprint
+from convlstm_tl.baselines.record import is_baseline_run, load_baseline_run, resolve_baseline_run
 from convlstm_tl.data.format import SPLITS, DomainInfo, find_domain, open_domain
 from convlstm_tl.errors import ConfigError, RunError, UserError
 from convlstm_tl.evaluation.alignment import cell_problem
-from convlstm_tl.runs.resolve import Run, load_run
+from convlstm_tl.evaluation.baselines import baseline_entries, baseline_problem
+from convlstm_tl.runs.resolve import Run, load_run, resolve_run
 from convlstm_tl.strategies.registry import check_spec, parse_strategy
 
 
@@ -78,7 +87,7 @@ class EvaluationPlan:
     """What :func:`~convlstm_tl.evaluation.crossdomain.evaluate_plan` will compute; built by :func:`plan_evaluation`.
 
     Attributes:
-        runs: the runs asked for, in order.
+        runs: the model runs asked for, in order.
         domains: ``{column name: DomainInfo}``, in order.
         split: the split scored.
         pairs: ``(run label, domain name)`` of every cell, in order.
@@ -86,6 +95,11 @@ class EvaluationPlan:
             known to be n/a before any model is loaded (see
             :func:`~convlstm_tl.evaluation.alignment.cell_problem`).
         extra_runs: source runs added to measure forgetting.
+        baselines: one :class:`~convlstm_tl.evaluation.baselines.BaselineEntry`
+            per model of the baseline runs asked for, in order (rows after
+            the model runs').
+        fingerprints: ``{column name: sha256}`` of each domain's test split,
+            when there are baselines and the split is ``test``.
         forgetting: one entry per transfer run: its source run's label (or
             None), source domain and strategy, or the reason forgetting is
             not measured.
@@ -98,11 +112,32 @@ class EvaluationPlan:
     pairs: list = field(default_factory=list)
     unavailable: dict = field(default_factory=dict)
     extra_runs: list = field(default_factory=list)
+    baselines: list = field(default_factory=list)
+    fingerprints: dict = field(default_factory=dict)
     forgetting: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
     def entry(self, label):
-        return next(run for run in (*self.runs, *self.extra_runs) if run.label == label)
+        """The :class:`RunEntry`, or :class:`~convlstm_tl.evaluation.baselines.BaselineEntry`, of a row."""
+        return next(run for run in (*self.runs, *self.extra_runs, *self.baselines) if run.label == label)
+
+
+def resolve_evaluated_run(name, runs_dir="runs"):
+    """The folder of a finished model run or baseline run: a name in ``runs_dir``, else a path.
+
+    The model runs' rule (:func:`convlstm_tl.runs.resolve.resolve_run`),
+    which refuses a baseline run, and the baseline runs' own
+    (:func:`convlstm_tl.baselines.record.resolve_baseline_run`) for those.
+
+    Raises:
+        RunError: when no finished run of either kind is found.
+    """
+    try:
+        return resolve_run(name, runs_dir)
+    except RunError:
+        if is_baseline_run(name, runs_dir):
+            return resolve_baseline_run(name, runs_dir)
+        raise
 
 
 def read_run(path, *, label=None, listed=True):
@@ -118,7 +153,9 @@ def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
     """Check runs and domains, find the cells that cannot be scored, and decide what to score; loads no model.
 
     Args:
-        run_dirs: run directories (paths) to evaluate, the rows.
+        run_dirs: run directories (paths) to evaluate, the rows: model runs,
+            and baseline runs (a row per model they fitted, after the model
+            runs' rows).
         domains: domain names (files ``<data_dir>/<name>.h5``) or
             :class:`DomainInfo` objects, the columns.
         data_dir: folder of the domain files (default ``$CONVLSTM_TL_DATA``
@@ -146,17 +183,23 @@ def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
         name = info.path.stem if isinstance(domain, DomainInfo) else str(domain)
         infos.setdefault(name, info)
 
-    runs, labels = [], set()
+    runs, baseline_runs, labels = [], [], set()
     for path in run_dirs:
+        if is_baseline_run(path):
+            baseline_run = load_baseline_run(Path(path).resolve())
+            if not any(baseline_run.path == other.path for other in baseline_runs):
+                baseline_runs.append(baseline_run)
+            continue
         run = read_run(path)
         if any(run.path == other.path for other in runs):
             continue
         run.label = _unique_label(run.path, labels)
         labels.add(run.label)
         runs.append(run)
+    baselines = baseline_entries(baseline_runs, labels)
 
-    plan = EvaluationPlan(runs=runs, domains=infos, split=split)
-    plan.pairs = [(run.label, name) for run in runs for name in infos]
+    plan = EvaluationPlan(runs=runs, domains=infos, split=split, baselines=baselines)
+    plan.pairs = [(run.label, name) for run in (*runs, *baselines) for name in infos]
     for run in runs:
         for name, info in infos.items():
             # config.json records the frames the model was built for; the
@@ -164,27 +207,40 @@ def plan_evaluation(run_dirs, domains, *, data_dir=None, split="test"):
             problem = cell_problem(run.domain, info)
             if problem is not None:
                 plan.unavailable[run.label, name] = problem
+    if baselines and split == "test":
+        plan.fingerprints = {name: split_fingerprint(info.path, "test")["sha256"] for name, info in infos.items()}
+    for entry in baselines:
+        for name, info in infos.items():
+            problem = baseline_problem(entry, name, info, split, plan.fingerprints.get(name))
+            if problem is not None:
+                plan.unavailable[entry.label, name] = problem
+    for baseline_run in baseline_runs:
+        plan.notes += [f"baseline run {baseline_run.name}: {note}" for note in baseline_run.notes]
     if len(plan.unavailable) == len(plan.pairs):
-        raise nothing_to_score([(*pair, plan.unavailable[pair]) for pair in plan.pairs])
+        raise nothing_to_score([(*pair, plan.unavailable[pair]) for pair in plan.pairs],
+                               baselines={entry.label for entry in baselines})
     for run in runs:
         if run.kind == "transfer":
             plan.forgetting.append(_plan_forgetting(plan, run, labels))
     return plan
 
 
-def nothing_to_score(problems):
+def nothing_to_score(problems, *, baselines=()):
     """The error of an evaluation whose every cell is n/a: its output would be empty.
 
     Args:
-        problems: ``(run label, domain name, reason)`` of every cell.
+        problems: ``(row label, domain name, reason)`` of every cell.
+        baselines: the labels of the rows that are baselines, not runs.
 
     Returns:
         A :class:`UserError` (one line) naming the first cell's reason.
     """
     label, name, reason = problems[0]
-    message = f"run {label} cannot be scored on domain {name}: {reason}"
+    noun = "baseline" if label in baselines else "run"
+    message = f"{noun} {label} cannot be scored on domain {name}: {reason}"
     if len(problems) > 1:
-        message = (f"no run can be scored on any of the domains given (all {len(problems)} cells would be n/a),"
+        rows = "run or baseline" if baselines else "run"
+        message = (f"no {rows} can be scored on any of the domains given (all {len(problems)} cells would be n/a),"
                    f" e.g. {message}")
     return UserError(message)
 

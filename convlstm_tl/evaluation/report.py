@@ -1,7 +1,8 @@
 """Reporting an evaluation: its Markdown, its report texts and its output folder.
 
 :func:`format_markdown` renders the accuracy / macro-F1 matrix, the
-forgetting table and the notes (:mod:`convlstm_tl.evaluation.notes`);
+baselines beside it, the forgetting table and the notes
+(:mod:`convlstm_tl.evaluation.notes`);
 :func:`report_header` heads each per-class report;
 :func:`write_evaluation` writes every file into an output folder, all or
 nothing, after :func:`check_output_dir` made sure that folder is ours to
@@ -28,20 +29,28 @@ NOT_MEASURED = "—"
 
 
 def format_markdown(evaluation):
-    """The evaluation as Markdown: the accuracy / macro-F1 matrix, the forgetting table and the notes.
+    """The evaluation as Markdown: the accuracy / macro-F1 matrix, the baselines, the forgetting table, the notes.
 
-    A cell that is not scored reads ``n/a``; a forgetting figure that is not
+    The baselines (classical models of baseline runs) come in a block of
+    their own under the runs' matrix, with the same columns and cells. A
+    cell that is not scored reads ``n/a``; a forgetting figure that is not
     measured (a run that restored no source body, a source domain not
     evaluated) reads ``—``. The notes say why, each reason once.
     """
     lines = [f"## Accuracy / macro-F1 on the {evaluation.split} split", ""]
-    lines.append("| run | " + " | ".join(evaluation.domains) + " |")
-    lines.append("| --- |" + " ---: |" * len(evaluation.domains))
-    for run in evaluation.runs:
-        cells = [_matrix_cell(evaluation.results[run][domain]) for domain in evaluation.domains]
-        lines.append(f"| {run} | " + " | ".join(cells) + " |")
-    lines += ["", "Rows: runs; columns: domains. `*` scored on the classes the run shares with the domain only;"
-                  " n/a: not scored (the notes say why)."]
+    if evaluation.runs:
+        lines += _matrix(evaluation, "run", evaluation.runs)
+        lines += ["", "Rows: runs; columns: domains. `*` scored on the classes the run shares with the domain only;"
+                      " n/a: not scored (the notes say why)."]
+    if evaluation.baselines:
+        if evaluation.runs:
+            lines.append("")
+        lines += ["### Baselines", ""]
+        lines += _matrix(evaluation, "baseline (trained on)", evaluation.baselines)
+        lines += ["", "Classical models fitted by `python -m convlstm_tl.baseline` on the same domain files and"
+                      " splits, scored from the predictions they recorded on each domain's test split. `*` scored"
+                      " on the classes the model shares with the domain only; n/a: not scored (the notes say why)."
+                      " They restore no source body, so they have no forgetting figure (—)."]
     if evaluation.forgetting:
         lines += ["", f"## Forgetting: accuracy on the source domain ({evaluation.split} split)", "",
                   "| run | strategy | source run | source domain | source accuracy before | after | lost (points) |",
@@ -51,6 +60,16 @@ def format_markdown(evaluation):
     if evaluation.notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in evaluation.notes]
     return "\n".join(lines) + "\n"
+
+
+def _matrix(evaluation, title, rows):
+    """The lines of a table of ``rows`` (labels) by the evaluation's domains."""
+    lines = ["| " + title + " | " + " | ".join(evaluation.domains) + " |",
+             "| --- |" + " ---: |" * len(evaluation.domains)]
+    for row in rows:
+        cells = [_matrix_cell(evaluation.results[row][domain]) for domain in evaluation.domains]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _forgetting_line(row):
@@ -77,15 +96,19 @@ def _number(value, spec=".3f"):
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def report_header(label, name, split, cell):
-    """The first lines of the per-class report of ``cell``, the cell of run ``label`` on domain ``name``."""
+def report_header(label, name, split, cell, *, noun="run"):
+    """The first lines of the per-class report of ``cell``, the cell of run ``label`` on domain ``name``.
+
+    ``noun`` names the row's kind in the first line: ``"run"``, or
+    ``"baseline"`` for a classical model of a baseline run.
+    """
     alignment = cell["class_alignment"]
     if cell["accuracy"] is None:
-        header = f"run {label} on domain {name} ({split} split): n/a, not scored: {cell['reason']}\n"
+        header = f"{noun} {label} on domain {name} ({split} split): n/a, not scored: {cell['reason']}\n"
         if alignment["classes"] == "none":
             header += f"{alignment['note']}\n"
         return header
-    header = f"run {label} on domain {name} ({split} split), {cell['n_test']} samples scored\n"
+    header = f"{noun} {label} on domain {name} ({split} split), {cell['n_test']} samples scored\n"
     if alignment["classes"] == "shared":
         header += (f"SHARED CLASSES ONLY: {alignment['note']}; {alignment['n_left_out']} samples left out\n")
     elif alignment["classes"] == "reordered":
@@ -146,7 +169,8 @@ def write_evaluation(evaluation, out_dir):
 
     Files: ``evaluation.json`` (every cell and the forgetting),
     ``evaluation.md`` (:func:`format_markdown`), ``report-<run>-<domain>.txt``
-    (per-class reports) and ``confusion-<run>-<domain>.png`` (scored cells).
+    (per-class reports) and ``confusion-<run>-<domain>.png`` (scored cells);
+    a baseline's row label stands for ``<run>``.
     They are written to a temporary folder next to ``out_dir`` that is
     renamed at the end; an earlier evaluation in ``out_dir`` is replaced
     (:func:`check_output_dir` refuses a folder holding anything else).
@@ -171,7 +195,8 @@ def write_evaluation(evaluation, out_dir):
         for run, cells in evaluation.results.items():
             for domain, cell in cells.items():
                 stem = stems[run, domain]
-                report = evaluation.reports.get((run, domain)) or report_header(run, domain, evaluation.split, cell)
+                report = evaluation.reports.get((run, domain)) or report_header(
+                    run, domain, evaluation.split, cell, noun="baseline" if run in evaluation.baselines else "run")
                 (tmp / f"report-{stem}.txt").write_text(report)
                 if cell["accuracy"] is not None:
                     names = cell["class_alignment"]["class_names"]
