@@ -139,6 +139,7 @@ class TrainConfig:
     class_weight: str = CLASS_WEIGHT_DEFAULT  # none | balanced: weight each class's samples by n / (K n_class)
     lr_schedule: str = "plateau"  # plateau: halve the learning rate when `monitor` stalls | constant
     refit: bool = False  # then retrain on train + val for the epochs validation chose; the refit model is saved
+    ensemble: int = 1  # train this many models (seeds seed, seed + 1, ...) and save their averaged prediction
     seed: int = 0
     overwrite: bool = False  # replace an existing run of the same name
     resume: bool = False  # continue the interrupted run of the same name from its last epoch
@@ -192,6 +193,7 @@ class TransferConfig:
     class_weight: str = CLASS_WEIGHT_DEFAULT  # none | balanced: weight each class's samples by n / (K n_class)
     lr_schedule: str = "plateau"  # plateau: halve the learning rate when `monitor` stalls | constant
     refit: bool = False  # then retrain on the labelled subset + val for the epochs validation chose
+    ensemble: int = 1  # train this many models (seeds seed, seed + 1, ...) and save their averaged prediction
     seed: int = 0
     normalization: str = "target"  # statistics of the target's training samples, or the source's
     target_fraction: float | None = None  # keep this fraction of the target's training split
@@ -320,6 +322,7 @@ MAX_WIDTH = 65_536  # filters, units, embedding size, channel indices
 MAX_KERNEL = 255
 MAX_SHIFT = 65_536
 MAX_INT32 = 2**31 - 1
+MAX_ENSEMBLE = 64
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit unsigned
 
 
@@ -340,6 +343,10 @@ def _check_supervised(config):
     _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
     if not isinstance(config.refit, bool):
         raise ConfigError(f"refit must be true or false. Received: refit={shown(config.refit)}", field="refit")
+    check_range("ensemble", config.ensemble, 1, MAX_ENSEMBLE)
+    if config.seed + config.ensemble - 1 > MAX_SEED:
+        raise ConfigError(f"an ensemble of {config.ensemble} uses seeds {config.seed} to"
+                          f" {config.seed + config.ensemble - 1}, above {MAX_SEED}; give a smaller seed", field="seed")
 
 
 def check_seed(seed, name="seed"):

@@ -164,9 +164,8 @@ def fit_input(model, sequence):
     if n_batches < 1:
         raise ConfigError(f"distribute multiworker has {n_replicas} replicas, but the split holds fewer samples",
                           field="distribute")
-    x, y = sequence[0]
-    signature = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
-                 tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)))
+    # (x, y), or (x, y, sample_weight) when the classes are weighted.
+    signature = tuple(tf.TensorSpec((None, *part.shape[1:]), tf.as_dtype(part.dtype)) for part in sequence[0])
 
     def dataset_fn(context):
         per_pipeline = n_replicas // context.num_input_pipelines
@@ -174,9 +173,9 @@ def fit_input(model, sequence):
 
         def batches():
             for index in range(n_batches):
-                x, y = sequence[index]
-                for piece in np.array_split(np.arange(len(y)), n_replicas)[first:first + per_pipeline]:
-                    yield x[piece], y[piece]
+                batch = sequence[index]
+                for piece in np.array_split(np.arange(len(batch[1])), n_replicas)[first:first + per_pipeline]:
+                    yield tuple(part[piece] for part in batch)
 
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -118,6 +118,21 @@ def test_interrupted_refit_resumes_to_the_same_result(domain, tmp_path, monkeypa
     _assert_same_run(reference, train_source(replace(config, resume=True), verbose=0))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupt_after", [2, 3])  # member 1 done; one epoch into member 2
+def test_interrupted_ensemble_resumes_to_the_same_result(domain, tmp_path, monkeypatch, interrupt_after):
+    config = _source_config(domain, tmp_path / "a", patience=0, lr=1e-2, epochs=2, ensemble=2)
+    reference = train_source(config, verbose=0)
+    config = replace(config, runs_dir=str(tmp_path / "b"))
+    real_save = _interrupt_after_save(monkeypatch, interrupt_after)
+    with pytest.raises(Interrupted):
+        train_source(config, verbose=0)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", real_save)
+    resumed = train_source(replace(config, resume=True), verbose=0)
+    _assert_same_run(reference, resumed)
+    assert resumed.metrics["ensemble"] == reference.metrics["ensemble"]
+
+
 def test_early_stopped_reference_did_stop(uninterrupted):
     # The patience=1 case above only tests the early-stopping state if it stopped early, after the interruption.
     assert 4 < uninterrupted[(1, 0.3)].metrics["epochs_run"] < 6

@@ -251,8 +251,10 @@ def cli_run(shared_domain, tmp_path_factory):
 def test_cli_trains_and_writes_the_run(cli_run):
     cwd, result = cli_run
     assert result.returncode == 0, result.stderr
-    # --quiet: the backend's start-up notices are silenced, stderr stays empty.
-    assert result.stderr == ""
+    # --quiet: the backend's start-up notices are silenced; stderr holds at most the one line saying that
+    # the 2-epoch budget ended while validation was still improving.
+    assert len(result.stderr.splitlines()) <= 1 and "Traceback" not in result.stderr
+    assert all("still improving" in line for line in result.stderr.splitlines())
     assert "test accuracy" in result.stdout
     # Relative --runs-dir default: ./runs of the working directory.
     assert _entries(cwd / "runs") == ["from-file"]

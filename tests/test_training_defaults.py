@@ -12,11 +12,12 @@ from conftest import CLASS_NAMES, TinyDomain, make_splits, write_tiny
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig, resolve_batch_size
 from convlstm_tl.data.sequence import ArraySequence, DomainSequence
 from convlstm_tl.data.writer import write_domain
-from convlstm_tl.errors import ConfigError
+from convlstm_tl.errors import ConfigError, UserError
 from convlstm_tl.training.fit import fit
 from convlstm_tl.training.inputs import class_weights
 from convlstm_tl.training.plans import plan_source, plan_transfer
 from convlstm_tl.training.source import train_source
+from convlstm_tl.training.transfer import transfer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = ModelConfig(filters=(4,), head_units=8)
@@ -203,3 +204,43 @@ def test_cli_warns_once_when_the_budget_ends_while_improving(tmp_path):
     assert len(warnings) == 1 and "--epochs" in warnings[0]
     metrics = (tmp_path / "runs" / domain.name / "metrics.json").read_text()
     assert '"still_improving": true' in metrics
+
+
+# ------------------------------------------------------------------------------ ensembles
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(imbalanced, tmp_path_factory):
+    return _run(imbalanced, tmp_path_factory.mktemp("ensemble"), epochs=2, ensemble=2)
+
+
+@pytest.mark.slow
+def test_an_ensemble_saves_the_average_of_its_members(ensemble_run, imbalanced):
+    record = ensemble_run.metrics["ensemble"]
+    assert record["members"] == 2 and [m["seed"] for m in record["member_scores"]] == [0, 1]
+    x = imbalanced.splits["test"].x
+    loaded = keras.saving.load_model(ensemble_run.run_dir / "model.keras")
+    members = [loaded.get_layer(f"member_{k}").predict(x, verbose=0) for k in (1, 2)]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), np.mean(members, axis=0), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), ensemble_run.model.predict(x, verbose=0), atol=1e-6)
+    assert not np.allclose(members[0], members[1])  # other seeds, other models
+    assert not any(p.name.startswith(".member") for p in ensemble_run.run_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_a_transfer_refuses_an_ensemble_source_in_one_line(ensemble_run, imbalanced, tmp_path):
+    config = TransferConfig(target=imbalanced.name, source_run=str(ensemble_run.run_dir),
+                            data_dir=str(imbalanced.data_dir), runs_dir=str(tmp_path))
+    with pytest.raises(UserError, match="is an ensemble of 2 models; a transfer needs one body"):
+        plan_transfer(config)
+
+
+@pytest.mark.slow
+def test_a_transfer_ensemble_on_cached_features(imbalanced, tmp_path):
+    source = _run(imbalanced, tmp_path / "source", epochs=1)
+    result = transfer(TransferConfig(target=imbalanced.name, source_run=str(source.run_dir), strategy="freeze",
+                                     data_dir=str(imbalanced.data_dir), runs_dir=str(tmp_path / "t"), epochs=2,
+                                     ensemble=3, refit=True), verbose=0)
+    assert result.metrics["feature_cache"] and result.metrics["ensemble"]["members"] == 3
+    assert not [p for p in result.run_dir.iterdir() if p.name.startswith(".")]  # no working file left
+    assert result.metrics["refit"]["samples"] == 60 + 15

@@ -447,12 +447,12 @@ def _recorded_transfer(world, spec, **overrides):
     def recording_fit(trained, train, val, **kwargs):
         full = models[-1]
         before = _snapshot(full)
-        history, seconds = real_fit(trained, train, val, **kwargs)
+        result = real_fit(trained, train, val, **kwargs)
         phases.append(PhaseRecord(
             trained_paths={w.path for w in trained.trainable_weights}, cached=trained is not full,
             prefixes=trained.optimizer.scaled_prefixes, scale=trained.optimizer.scale, before=before,
-            after=_snapshot(full), epochs=len(history["loss"])))
-        return history, seconds
+            after=_snapshot(full), epochs=len(result.history["loss"])))
+        return result
 
     real_fit = transfer_module.fit
     runs_dir = world.root / f"runs-{spec.replace(':', '')}-{len(list(world.root.iterdir()))}"

@@ -28,7 +28,7 @@ PROG = "python -m convlstm_tl.train"
 
 # Flags copied onto the config when given, by mode.
 _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "monitor", "class_weight",
-                "lr_schedule", "refit", "seed", "overwrite", "resume", "distribute", "mixed_precision", "jit")
+                "lr_schedule", "refit", "ensemble", "seed", "overwrite", "resume", "distribute", "mixed_precision", "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
                   "cache_features", "head_init")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
@@ -73,6 +73,9 @@ def parse_args(argv=None):
     parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                         help="then retrain on train + val for the epochs validation chose, and save that model"
                              " (default off)")
+    parser.add_argument("--ensemble", type=int, metavar="K",
+                        help="train K models (seeds seed .. seed+K-1) and save their averaged prediction as one"
+                             " model; K times the training time (default 1)")
     parser.add_argument("--seed", type=int,
                         help=f"random seed (default {train.seed}); the same seed repeats a CPU run")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
@@ -279,6 +282,9 @@ def _print_result(result, domain, quiet):
             f" {m['train_seconds']:.1f} s)")
     if "refit" in m:
         line += f"; refit on train + val for {sum(m['refit']['epochs'])} epochs"
+    if "ensemble" in m:
+        line += (f"; ensemble of {m['ensemble']['members']} (members' mean accuracy"
+                 f" {m['ensemble']['member_accuracy_mean']:.4f})")
     if "source_test" in m:
         line += f"; keeps {m['source_test']['accuracy']:.4f} on {m['source_test']['domain']}"
     print(line)

@@ -96,6 +96,17 @@ class Run:
         """``"frames"`` or ``"tokens"``."""
         return self.domain.get("kind", "frames")
 
+    @property
+    def ensemble(self):
+        """How many members the run's model averages (1: a single classifier)."""
+        return int(self.record.get("config", {}).get("ensemble", 1) or 1)
+
+    def check_single_model(self, purpose):
+        """Refuse an ensemble run where one body is needed (``purpose``: what needs it, e.g. "a transfer")."""
+        if self.ensemble > 1:
+            raise RunError(f"run {self.name} is an ensemble of {self.ensemble} models; {purpose} needs one body:"
+                           " give a run trained without ensemble")
+
 
 def load_run(name, runs_dir="runs", *, with_model=True):
     """Load run ``name`` (a name in ``runs_dir`` or a path): its record, metrics and model.

@@ -323,6 +323,7 @@ def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", targe
     check_advice_options(source_run, target, target_fraction=target_fraction, target_per_class=target_per_class,
                          normalization=normalization, seed=seed)
     source = load_run(source_run, runs_dir)
+    source.check_single_model("the advisor")
     target_info = open_domain(find_domain(target, data_dir))
     if distance is None:
         distance = domain_distance(source, target_info, data_dir=data_dir, normalization=normalization, seed=seed)

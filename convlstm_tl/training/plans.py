@@ -100,6 +100,7 @@ def plan_transfer(config, *, target_info=None):
     """
     config.validate()
     source = load_run(config.source_run, config.runs_dir, with_model=False)
+    source.check_single_model("a transfer")
     strategy = parse_strategy(config.strategy, source.n_blocks, head_epochs=config.head_epochs)
     target_info, config = _open_recorded(config, config.target, target_info)
     name = config.name or default_run_name(source.path, config.target, config.strategy)

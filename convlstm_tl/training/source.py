@@ -12,6 +12,7 @@ from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.runs.record import make_run_record
 from convlstm_tl.training.checkpoint import Checkpoint
+from convlstm_tl.training.ensemble import Member, combined_model, ensemble_record, train_members
 from convlstm_tl.training.fit import fit, fit_again, phase_result, write_history
 from convlstm_tl.training.inputs import class_weights, domain_record, input_arguments
 from convlstm_tl.training.plans import plan_source
@@ -42,7 +43,9 @@ def run_source(plan, *, verbose="auto"):
 
     With ``config.refit``, a second model from the same initial weights then
     trains on train + val for the epochs validation chose, with the learning
-    rates the validated fit used; the refit model is the one saved.
+    rates the validated fit used; the refit model is the one saved. With
+    ``config.ensemble = K``, K such models (seeds ``seed .. seed + K - 1``)
+    are trained and their averaged prediction is saved as one model.
     """
     config, info = plan.config, plan.info
     path = info.path
@@ -51,38 +54,56 @@ def run_source(plan, *, verbose="auto"):
     strategy = distribute.make_strategy(config.distribute)
     with backend.seeded(config.seed):
         inputs = input_arguments(info)
-        model = _build(config, info, inputs, strategy)
-        run_config = make_run_record("source", config=config, model=config.model, domain=domain_record(info),
-                                     model_inputs=inputs, n_params=model.count_params(),
-                                     replicas=distribute.replicas(strategy))
-        with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
-                          publish=chief) as run:
-            run.watch(path)
-            run.save_config(run_config)
-            checkpoint = Checkpoint.open(run.path)
-            train = DomainSequence(path, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                                   augment=config.augment)
-            train.class_weight = class_weights(config.class_weight, train.labels, info.n_classes)
-            val = DomainSequence(path, "val", batch_size=config.batch_size)
-            fitted = _validated_fit(model, config, train, val, checkpoint, verbose)
-            refit = None
-            if config.refit:
-                # The same initial weights (same seed), trained on every labelled sample.
-                with backend.seeded(config.seed):
+        n_params = _build(config, info, inputs, strategy).count_params() * config.ensemble
+    run_config = make_run_record("source", config=config, model=config.model, domain=domain_record(info),
+                                 model_inputs=inputs, n_params=n_params, replicas=distribute.replicas(strategy))
+    with RunDirectory(config.runs_dir, config.run_name, overwrite=config.overwrite, resume=config.resume,
+                      publish=chief) as run:
+        run.watch(path)
+        run.save_config(run_config)
+        checkpoint = Checkpoint.open(run.path)
+        val = DomainSequence(path, "val", batch_size=config.batch_size)
+
+        def build(seed):
+            return _build(config, info, inputs, strategy)
+
+        def train_one(seed, first_phase):
+            with backend.seeded(seed):
+                model = _build(config, info, inputs, strategy)
+                train = _training_sequence(path, "train", None, config, seed, info.n_classes)
+                fitted = _validated_fit(model, config, train, val, checkpoint, verbose, phase=first_phase)
+                refit = None
+                if config.refit:
+                    # The same initial weights (same seed), trained on every labelled sample.
                     model = _build(config, info, inputs, strategy)
-                pooled = DomainSequence(path, ("train", "val"), batch_size=config.batch_size, shuffle=True,
-                                        seed=config.seed, augment=config.augment)
-                pooled.class_weight = class_weights(config.class_weight, pooled.labels, info.n_classes)
-                refit = [fit_again(model, pooled, fitted, checkpoint=checkpoint, phase=1, verbose=verbose)]
-                write_history(run.path / "refit_history.csv", refit[0].history)
-            history = fitted.history
-            metrics = evaluate_and_save(
-                model, path, info, run.path, run_name=config.run_name, history=history,
-                train_seconds=sum(result.seconds for result in [fitted, *(refit or [])]),
-                batch_size=config.batch_size,
-                extra=training_record([fitted], batch_size=config.batch_size, monitor=config.monitor, refit=refit,
-                                      refit_samples=len(pooled.labels) if refit else None))
-        return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
+                    pooled = _training_sequence(path, ("train", "val"), (None, None), config, seed, info.n_classes)
+                    refit = [fit_again(model, pooled, fitted, checkpoint=checkpoint, phase=first_phase + 1,
+                                       verbose=verbose)]
+            return Member(model=model, seed=seed, fitted=[fitted], refit=refit)
+
+        members = train_members(config, run.path, checkpoint, n_validated=1, build=build, train_one=train_one)
+        first = members[0]
+        if first.refit:
+            write_history(run.path / "refit_history.csv", first.refit[0].history)
+        model = combined_model(members)
+        extra = training_record(first.fitted, batch_size=config.batch_size, monitor=config.monitor,
+                                refit=first.refit, refit_samples=sum(info.split_sizes[s] for s in ("train", "val")))
+        ensemble = ensemble_record(members, path, info, batch_size=config.batch_size)
+        if ensemble is not None:
+            extra["ensemble"] = ensemble
+        seconds = sum(result.seconds for member in members for result in [*member.fitted, *(member.refit or [])])
+        metrics = evaluate_and_save(model, path, info, run.path, run_name=config.run_name,
+                                    history=first.fitted[0].history, train_seconds=seconds,
+                                    batch_size=config.batch_size, extra=extra)
+    return TrainResult(run_dir=run.path, metrics=metrics, history=first.fitted[0].history, model=model)
+
+
+def _training_sequence(path, splits, indices, config, seed, n_classes):
+    """Shuffled training batches of ``splits`` (seeded by ``seed``), weighted by class as the config says."""
+    sequence = DomainSequence(path, splits, batch_size=config.batch_size, indices=indices, shuffle=True, seed=seed,
+                              augment=config.augment)
+    sequence.class_weight = class_weights(config.class_weight, sequence.labels, n_classes)
+    return sequence
 
 
 def _build(config, info, inputs, strategy):
@@ -99,10 +120,10 @@ def _build(config, info, inputs, strategy):
     return model
 
 
-def _validated_fit(model, config, train, val, checkpoint, verbose):
-    """The fit on train with early stopping on val (phase 0), or its record if a resumed refit is past it."""
-    finished = checkpoint.finished_phase(0)
+def _validated_fit(model, config, train, val, checkpoint, verbose, *, phase):
+    """The fit on train with early stopping on val, or its record if a resumed run is past that phase."""
+    finished = checkpoint.finished_phase(phase)
     if finished is not None:
         return phase_result(finished, patience=config.patience)
     return fit(model, train, val, epochs=config.epochs, patience=config.patience, monitor=config.monitor,
-               lr_schedule=config.lr_schedule, verbose=verbose, checkpoint=checkpoint)
+               lr_schedule=config.lr_schedule, verbose=verbose, checkpoint=checkpoint, phase=phase)

@@ -27,6 +27,7 @@ from convlstm_tl.strategies.recipe import (
     build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
 )
 from convlstm_tl.training.checkpoint import Checkpoint
+from convlstm_tl.training.ensemble import Member, combined_model, ensemble_record, train_members
 from convlstm_tl.training.fit import fit, fit_again, phase_result, write_history
 from convlstm_tl.training.inputs import class_weights, domain_record
 from convlstm_tl.training.plans import plan_transfer
@@ -60,7 +61,9 @@ def run_transfer(plan, *, verbose="auto"):
     With ``config.refit``, a second model, built as the first (same restored
     body, same initial head), then trains each phase on the labelled subset +
     the target's validation split for the epochs validation chose; the
-    refit model is the one saved.
+    refit model is the one saved. With ``config.ensemble = K``, K such models
+    (seeds ``seed .. seed + K - 1``; the labelled subset is the same) are
+    trained and their averaged prediction is saved as one model.
     """
     config, strategy, target_info, name = plan.config, plan.strategy, plan.target_info, plan.name
     path, train_indices = target_info.path, plan.train_indices
@@ -91,16 +94,32 @@ def run_transfer(plan, *, verbose="auto"):
             start = time.perf_counter()
             train, val, pooled = _sequences(model, strategy, config, target_info, train_indices, use_cache)
             cache_seconds = time.perf_counter() - start if use_cache else 0.0
-            fitted = _train_phases(model, strategy, config, train, val, use_cache, verbose, checkpoint=checkpoint)
-            refit = None
-            if config.refit:
-                with backend.seeded(config.seed):
-                    model = _build(source, strategy, target_info, inputs, config, distribution)
-                refit = _train_phases(model, strategy, config, pooled, None, use_cache, verbose,
-                                      checkpoint=checkpoint, selected=fitted)
-                write_history(run.path / "refit_history.csv", _joined(refit))
-            history = _joined(fitted)
-            seconds = cache_seconds + sum(result.seconds for result in [*fitted, *(refit or [])])
+
+            def build(seed):
+                return _build(source, strategy, target_info, inputs, config, distribution)
+
+            def train_one(seed, first_phase):
+                with backend.seeded(seed):
+                    member = build(seed)
+                    train.seed = pooled.seed = seed  # the member's batch order
+                    fitted = _train_phases(member, strategy, config, train, val, use_cache, verbose,
+                                           checkpoint=checkpoint, offset=first_phase)
+                    refit = None
+                    if config.refit:
+                        member = build(seed)
+                        refit = _train_phases(member, strategy, config, pooled, None, use_cache, verbose,
+                                              checkpoint=checkpoint, selected=fitted, offset=first_phase)
+                return Member(model=member, seed=seed, fitted=fitted, refit=refit)
+
+            members = train_members(config, run.path, checkpoint, n_validated=len(strategy.phases), build=build,
+                                    train_one=train_one)
+            first = members[0]
+            if first.refit:
+                write_history(run.path / "refit_history.csv", _joined(first.refit))
+            history = _joined(first.fitted)
+            seconds = cache_seconds + sum(result.seconds for member in members
+                                          for result in [*member.fitted, *(member.refit or [])])
+            model = combined_model(members)
             # The saved model is a plain classifier: every layer trainable (as a
             # source run's), with a stock optimizer so that plain
             # keras.saving.load_model reads it; building the optimizer now makes
@@ -110,9 +129,12 @@ def run_transfer(plan, *, verbose="auto"):
             model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=jit_compile(config.jit))
             model.optimizer.build(model.trainable_variables)
-            extras = {**training_record(fitted, batch_size=config.batch_size, monitor=config.monitor, refit=refit,
-                                        refit_samples=len(pooled.labels)),
+            extras = {**training_record(first.fitted, batch_size=config.batch_size, monitor=config.monitor,
+                                        refit=first.refit, refit_samples=len(pooled.labels)),
                       **_transfer_extras(model, source, target_info, history, seconds, use_cache)}
+            ensemble = ensemble_record(members, path, target_info, batch_size=config.batch_size)
+            if ensemble is not None:
+                extras["ensemble"] = ensemble
             metrics = evaluate_and_save(model, path, target_info, run.path, run_name=name, history=history,
                                         train_seconds=seconds, batch_size=config.batch_size, extra=extras)
         return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
@@ -128,17 +150,18 @@ def _build(source, strategy, target_info, inputs, config, distribution):
     return model
 
 
-def _train_phases(model, strategy, config, train, val, use_cache, verbose, *, checkpoint, selected=None):
+def _train_phases(model, strategy, config, train, val, use_cache, verbose, *, checkpoint, selected=None, offset=0):
     """Run the strategy's phases; return the :class:`FitResult` of each.
 
     With ``selected`` (the validated phases' results), a refit: no
     validation, each phase trains for the epochs its validated phase chose,
     and the checkpoint counts these phases after the validated ones.
-    A resumed run skips the phases its checkpoint has finished (the
+    ``offset`` is the checkpoint phase of the first phase (an ensemble's
+    later members train after the earlier ones' phases). A resumed run skips the phases its checkpoint has finished (the
     checkpoint holds their records) and continues the one it is in.
     """
     results, epochs_left = [], config.epochs
-    first = len(strategy.phases) if selected is not None else 0
+    first = offset + (len(strategy.phases) if selected is not None else 0)
     for index, phase in enumerate(strategy.phases):
         finished = checkpoint.finished_phase(first + index)
         if finished is not None:
@@ -156,7 +179,7 @@ def _train_phases(model, strategy, config, train, val, use_cache, verbose, *, ch
                 # labels must not make it worse than the source model already is.
                 result = fit(trained, train, val, epochs=phase.epochs if phase.epochs is not None else epochs_left,
                              patience=config.patience, monitor=config.monitor, lr_schedule=config.lr_schedule,
-                             verbose=verbose, checkpoint=checkpoint, phase=index,
+                             verbose=verbose, checkpoint=checkpoint, phase=first + index,
                              keep_start=config.head_init == "source" and index == 0)
         results.append(result)
         epochs_left -= result.epochs
