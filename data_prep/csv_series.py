@@ -41,6 +41,7 @@ import numpy as np
 from convlstm_tl.data.format import SPLITS, SplitArrays, check_domain_name, resolve_data_dir
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
+from data_prep.delimited import check_delimiter
 from data_prep.splits import DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, check_ratios, split_indices
 from data_prep.windows import check_window_options, sliding_windows, to_frames
 
@@ -82,7 +83,7 @@ def read_recordings(path, *, group_column=DEFAULT_GROUP_COLUMN, label_column=DEF
         raise UserError(f"input file {path} not found")
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f, delimiter=delimiter)
+            reader = csv.reader(f, delimiter=check_delimiter(delimiter, default="a comma"))
             header = next(reader, None)
             if not header:
                 raise UserError(f"{path} is empty; expected a header row, e.g. group,label,ax,ay,az")

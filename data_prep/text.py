@@ -63,6 +63,7 @@ import numpy as np
 from convlstm_tl.data.format import SPLITS, SplitArrays, check_domain_name, find_domain, open_domain, resolve_data_dir
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import UserError
+from data_prep.delimited import check_delimiter
 from data_prep.splits import (
     DEFAULT_TEST, DEFAULT_VAL, add_split_arguments, add_val_from_train_argument, check_ratios, check_val_from_train,
     complete_given_splits, describe_carved, split_indices,
@@ -101,19 +102,6 @@ class Example:
     label: str
     split: str | None
     line: int
-
-
-def check_delimiter(delimiter):
-    """Check the field separator; return it.
-
-    Raises:
-        UserError: unless it is one character other than a double quote or
-            a line break.
-    """
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-        raise UserError(f"the delimiter must be one character, not a double quote or line break (a tab by"
-                        f" default). Received: delimiter={delimiter!r}")
-    return delimiter
 
 
 def parse_line(text, line, *, delimiter=DEFAULT_DELIMITER):

@@ -104,6 +104,8 @@ def _argv(path, out, *options):
     (["--channels", "ax,gyro"], "no channel column 'gyro'"),
     (["--channels", "ax,subject"], "cannot be both"),
     (["--label-column", "y"], "no column 'y'"),
+    (["--delimiter", ";;"], "the delimiter must be one character"),
+    (["--delimiter", '"'], "the delimiter must be one character"),
 ])
 def test_bad_options_exit_2(options, message, tmp_path, capsys):
     path = write_csv(tmp_path / "in.csv", rows=40)
