@@ -1,6 +1,7 @@
-"""``python -m experiments``: run experiment grids and check the transfer advisor.
+"""``python -m experiments``: run experiment grids and benchmark suites, and check the transfer advisor.
 
     python -m experiments run experiments/watch_st_ms.json [--study strategies] [--dry-run]
+    python -m experiments run experiments/suite.json [--pair watch-mirrored] [--dry-run]
     python -m experiments advise-check experiments/watch_st_ms.json
 
 ``run`` checks every cell (configs, domain files, strategies against the
@@ -10,6 +11,13 @@ trains every unfinished one (source runs first) and writes ``results.csv``,
 failed ones. ``--dry-run`` makes the same checks and lists the cells.
 ``advise-check`` compares the advisor's recommendation with the grid's best
 strategy per target size.
+
+``run`` given a suite file (one with ``"pairs"``, see :mod:`experiments.suite`)
+prepares each pair's missing domain files, checks every pair, then runs each
+pair's grid, baselines and zero-shot scores, skipping what is finished, and
+writes ``<runs-dir>/<suite>/results.csv`` and ``summary.md``; ``--pair``
+picks pairs, ``--dry-run`` lists the pairs, what will be prepared, and the
+runs finished and to do. Its exit codes are those of a grid.
 
 Exit codes of ``run``: 0 when every cell finished; 2 for a bad grid or cell
 (found before anything trains), or when cells failed while running and every
@@ -24,7 +32,8 @@ import sys
 from pathlib import Path
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
-from convlstm_tl.errors import UserError
+from convlstm_tl.errors import ConfigError, UserError
+from convlstm_tl.jsonio import load_json
 
 PROG = "python -m experiments"
 # Failed runs named in full in the error line; more are counted.
@@ -37,22 +46,28 @@ class CellsFailed(UserError):
 
 def parse_args(argv=None):
     """Parse the command line."""
-    parser = ArgumentParser(prog=PROG, description="Experiment grids over training and transfer options.")
+    parser = ArgumentParser(prog=PROG, description="Experiment grids over training and transfer options, and"
+                                                   " benchmark suites of domain pairs.")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    run = commands.add_parser("run", help="run a grid (finished cells are skipped)",
-                              description="Run every unfinished cell of a grid and write its results.")
+    run = commands.add_parser("run", help="run a grid or a suite (finished runs are skipped)",
+                              description="Run every unfinished cell of a grid, or every unfinished run of a"
+                                          " suite's pairs, and write the results.")
     check = commands.add_parser("advise-check", help="compare the transfer advisor with a grid's best strategy",
                                 description="Ask the advisor for each seed and target size of a finished"
                                             " strategy study, and compare with the best strategy measured.")
     for sub in (run, check):
-        sub.add_argument("grid", metavar="GRID.json", help="the grid file")
-        sub.add_argument("--out", help="output folder (default: <runs-dir>/<grid name>)")
-        sub.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
+        sub.add_argument("grid", metavar="GRID.json", help="the grid file" + (" or suite file" if sub is run else ""))
+        sub.add_argument("--out", help="output folder (default: <runs-dir>/<grid or suite name>)")
+        sub.add_argument("--data-dir", help="folder of domain files; a suite's pair uses <data-dir>/<pair>"
+                                            " (default: $CONVLSTM_TL_DATA or ./data)")
         sub.add_argument("--runs-dir", default="runs",
-                         help="runs folder; the grid's runs go in <runs-dir>/<grid name>/runs (default: ./runs)")
+                         help="runs folder; the grid's runs go in <runs-dir>/<grid name>/runs, a suite's in"
+                              " <runs-dir>/<suite name>/<pair> (default: ./runs)")
         sub.add_argument("--quiet", action="store_true", help="no progress output")
-    run.add_argument("--study", action="append", metavar="NAME", help="run only this study (repeatable)")
-    run.add_argument("--dry-run", action="store_true", help="list the cells and whether they are finished")
+    run.add_argument("--study", action="append", metavar="NAME", help="grids: run only this study (repeatable)")
+    run.add_argument("--pair", action="append", metavar="NAME", help="suites: run only this pair (repeatable)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the cells (a suite: pairs, data to prepare, runs) and whether they are finished")
     check.add_argument("--study", metavar="NAME",
                        help="the study to check (default: the first varying only strategy and target size)")
     return parser.parse_args(argv)
@@ -74,9 +89,20 @@ def main(argv=None):
     """Entry point; returns the exit code."""
     args = parse_args(argv)
     configure_logging(args.quiet)
-    from experiments.grid import load_grid
+    from experiments.grid import parse_grid
+    from experiments.suite import is_suite, parse_suite
 
-    grid = load_grid(args.grid)
+    path = Path(args.grid)
+    data = load_json(path)
+    if is_suite(data):
+        if args.command != "run":
+            raise ConfigError(f"{path} is a suite; advise-check takes a grid file")
+        if args.study:
+            raise ConfigError(f"{path} is a suite, which has pairs, not studies; choose pairs with --pair")
+        return _run_suite(args, parse_suite(data, name=path.stem, where=str(path), path=path))
+    grid = parse_grid(data, name=path.stem, where=str(path), path=path)
+    if args.command == "run" and args.pair:
+        raise ConfigError(f"--pair chooses pairs of a suite; {path} is a grid (choose its studies with --study)")
     if args.command == "advise-check":
         return _advise_check(args, grid)
     from experiments.runner import check_grid, plan_grid, resume_command, run_grid
@@ -102,16 +128,44 @@ def main(argv=None):
     return 1
 
 
-def failure_line(result, command):
+def failure_line(result, command, what="grid"):
     """One line naming the runs that failed (the first reason in full) and how to retry them."""
     names = list(result.failed)
     shown = ", ".join(names[:NAMED_FAILURES]) + (f" and {len(names) - NAMED_FAILURES} more"
                                                   if len(names) > NAMED_FAILURES else "")
     skipped = f", {result.not_run} cells skipped for a failed source run" if result.not_run else ""
     first = result.failed[names[0]][1]
-    return (f"{len(names)} run(s) of the grid failed ({shown}){skipped}; the first: {first};"
+    return (f"{len(names)} run(s) of the {what} failed ({shown}){skipped}; the first: {first};"
             f" each reason is in {result.out / 'results.csv'}; fix them and run `{command}` again"
             " to retry them")
+
+
+def _run_suite(args, suite):
+    from experiments.suite import check_pair, format_plan, plan_suite, resume_command, run_suite
+
+    if args.dry_run:
+        plans = plan_suite(suite, runs_dir=args.runs_dir, data_dir=args.data_dir, pairs=args.pair)
+        # Pairs whose data is there are checked in full; the others once prepared, before anything trains.
+        ready = [plan for plan in plans if not plan.steps and all(
+            (plan.data_dir / f"{name}.h5").is_file() for name in (plan.pair.source, plan.pair.target))]
+        if ready:
+            import_backend_quietly()  # the checks of resumable runs read Keras checkpoints
+        for plan in ready:
+            check_pair(plan)
+        print(format_plan(suite, plans, checked=[plan.pair.name for plan in ready]))
+        return 0
+    import_backend_quietly()
+    result = run_suite(suite, runs_dir=args.runs_dir, data_dir=args.data_dir, out=args.out, pairs=args.pair,
+                       progress=not args.quiet, quiet=args.quiet)
+    print(result.files["summary"].read_text())
+    print(f"{result.trained} runs trained, {result.skipped} finished before; results in {result.out}")
+    if not result.failed:
+        return 0
+    message = failure_line(result, resume_command(suite), what="suite")
+    if result.user_errors_only:
+        raise CellsFailed(message)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
 
 
 def _advise_check(args, grid):
