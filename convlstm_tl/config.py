@@ -418,4 +418,3 @@ def check_range(name, value, low, high, *, low_open=False, high_open=False):
     too_high = high is not None and (value >= high if high_open else value > high)
     if not finite or too_low or too_high:
         raise ConfigError(f"{name} must lie in {bounds}. Received: {name}={shown_number(value)}", field=field)
-

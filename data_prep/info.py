@@ -24,7 +24,7 @@ def format_summary(summary):
         f"{summary['path']}",
         f"  domain   {summary['domain']}",
         f"  kind     {summary['kind']}" + (f" (vocab of {summary['vocab_size']} tokens)"
-                                          if summary["kind"] == "tokens" else ""),
+                                           if summary["kind"] == "tokens" else ""),
         f"  x        {summary['x_dtype']}, sample shape (T, H, W, C) = ({shape}), {n_total} samples",
         f"  classes  {len(summary['class_names'])}: {', '.join(summary['class_names'])}",
         "",

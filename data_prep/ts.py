@@ -480,7 +480,7 @@ def prepare_ts(domain, out_dir=None, *, dataset=None, train_path=None, test_path
     # The series were laid out (N, steps, channels) here, from aeon's (channels, steps):
     # the npz guard against an untransposed (N, C, T) array has nothing to catch.
     splits, class_names, _, carved = build_npz_domain(arrays, layout="NTC", frame=stats["frame"], seed=seed,
-                                                        val_from_train=val_from_train, confirm_layout=True)
+                                                      val_from_train=val_from_train, confirm_layout=True)
     frames = stats["length"] // stats["frame"]
     resampled = length is not None and (stats["lengths"]["min"] != length or stats["lengths"]["max"] != length)
     provenance = {

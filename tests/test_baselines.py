@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convlstm_tl.baselines import (
-    BaselineConfig, is_baseline_run, load_baseline_run, run_baselines, split_fingerprint,
-)
+from convlstm_tl.baselines import BaselineConfig, is_baseline_run, load_baseline_run
 from convlstm_tl.baselines import methods as methods_module
+from convlstm_tl.baselines import run_baselines, split_fingerprint
 from convlstm_tl.baselines.features import summary_features, to_series, token_documents
 from convlstm_tl.cli import run_main
 from convlstm_tl.cli.baseline import FLAGS, PROG, cli, main
@@ -254,7 +253,9 @@ def test_loader_refuses_what_is_not_a_baseline_run(tiny_domain, tmp_path):
 
 
 def test_model_commands_refuse_a_baseline_run_in_one_line(tiny_domain, tmp_path, capsys):
-    from convlstm_tl.cli.train import FLAGS as TRAIN_FLAGS, PROG as TRAIN_PROG, main as train_main
+    from convlstm_tl.cli.train import FLAGS as TRAIN_FLAGS
+    from convlstm_tl.cli.train import PROG as TRAIN_PROG
+    from convlstm_tl.cli.train import main as train_main
 
     run_baselines(_config(tiny_domain, tmp_path))
     argv = ["--transfer", "Tiny", "--from", "Tiny-baselines", "--data-dir", str(tiny_domain.data_dir),

@@ -267,6 +267,7 @@ def test_missing_aeon_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch
 
 def test_bundled_basic_motions_accelerometer(tmp_path, capsys):
     from aeon.datasets import load_from_ts_file
+
     from data_prep.ts import bundled_root
 
     assert main(["ts", "--dataset", "BasicMotions", "--channels", "0,1,2", "--domain", "bm-acc",

@@ -40,8 +40,8 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
     parser.add_argument("--data-dir", help="folder of domain files (default: $CONVLSTM_TL_DATA or ./data)")
     parser.add_argument("--runs-dir", default="runs", help="folder of run directories (default: ./runs)")
-    parser.add_argument("--out", help="output folder (default: <runs-dir>/evaluation-<YYYYmmdd-HHMMSS>);"
-                                      " an earlier evaluation there is replaced; a folder holding other files is refused")
+    parser.add_argument("--out", help="output folder (default: <runs-dir>/evaluation-<YYYYmmdd-HHMMSS>); an earlier"
+                                      " evaluation there is replaced; a folder holding other files is refused")
     parser.add_argument("--batch-size", type=int, default=128, help="prediction batch size (default 128)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

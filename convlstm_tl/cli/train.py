@@ -28,7 +28,8 @@ PROG = "python -m convlstm_tl.train"
 
 # Flags copied onto the config when given, by mode.
 _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "patience", "monitor", "class_weight",
-                "lr_schedule", "refit", "ensemble", "seed", "overwrite", "resume", "distribute", "mixed_precision", "jit")
+                "lr_schedule", "refit", "ensemble", "seed", "overwrite", "resume", "distribute", "mixed_precision",
+                "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
                   "cache_features", "head_init")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
@@ -108,7 +109,8 @@ def parse_args(argv=None):
     augment = parser.add_argument_group("augmentation of training batches (off by default)")
     augment.add_argument("--augment-scale", type=float, help="scale each sample's channels by U(1-s, 1+s)")
     augment.add_argument("--augment-jitter", type=float, help="Gaussian noise, sigma = this x per-channel std")
-    augment.add_argument("--augment-time-shift", type=float, help="shift in time by up to this fraction, edges repeated")
+    augment.add_argument("--augment-time-shift", type=float,
+                         help="shift in time by up to this fraction, edges repeated")
     augment.add_argument("--augment-spatial-shift", type=int, help="H > 1: shift frames by up to this many pixels")
     augment.add_argument("--augment-rotate", type=float,
                          help="rotate 3-D sensor vectors (e.g. accelerometer, gyroscope) by up to this many degrees")

@@ -141,7 +141,10 @@ def resolve_evaluated_run(name, runs_dir="runs"):
 
 
 def read_run(path, *, label=None, listed=True):
-    """Check a run directory and read its record into a :class:`RunEntry` (see :func:`convlstm_tl.runs.resolve.load_run`)."""
+    """Check a run directory and read its record into a :class:`RunEntry`.
+
+    See :func:`convlstm_tl.runs.resolve.load_run`.
+    """
     run = load_run(path, with_model=False)
     if not run.class_names:
         raise RunError(f"run {run.path} has no classes (a {run.kind} run predicts none); evaluate classifier runs")
