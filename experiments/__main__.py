@@ -132,7 +132,7 @@ def failure_line(result, command, what="grid"):
     """One line naming the runs that failed (the first reason in full) and how to retry them."""
     names = list(result.failed)
     shown = ", ".join(names[:NAMED_FAILURES]) + (f" and {len(names) - NAMED_FAILURES} more"
-                                                  if len(names) > NAMED_FAILURES else "")
+                                                 if len(names) > NAMED_FAILURES else "")
     skipped = f", {result.not_run} cells skipped for a failed source run" if result.not_run else ""
     first = result.failed[names[0]][1]
     return (f"{len(names)} run(s) of the {what} failed ({shown}){skipped}; the first: {first};"
@@ -141,7 +141,8 @@ def failure_line(result, command, what="grid"):
 
 
 def _run_suite(args, suite):
-    from experiments.suite import check_pair, format_plan, plan_suite, resume_command, run_suite
+    from experiments.suite_plan import check_pair, format_plan, plan_suite
+    from experiments.suite_run import resume_command, run_suite
 
     if args.dry_run:
         plans = plan_suite(suite, runs_dir=args.runs_dir, data_dir=args.data_dir, pairs=args.pair)

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from convlstm_tl.config import MAX_SEED, TrainConfig, TransferConfig, check_run_name
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.jsonio import from_dict, load_json, to_dict
+from convlstm_tl.jsonio import from_dict, load_json, shown, to_dict
 from convlstm_tl.strategies.registry import slug as strategy_slug
 
 KINDS = ("transfer", "source")
@@ -177,7 +177,7 @@ def parse_grid(data, *, name="grid", where="grid", path=None):
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a JSON object. Received: {type(data).__name__}")
-    _check_keys(data, GRID_KEYS, where)
+    check_keys(data, GRID_KEYS, where)
     name = data.get("name", name)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: name must be a non-empty string. Received: name={name!r}")
@@ -185,7 +185,7 @@ def parse_grid(data, *, name="grid", where="grid", path=None):
     kind = data.get("kind", "transfer")
     if kind not in KINDS:
         raise ConfigError(f"{where}: kind must be one of {KINDS}. Received: kind={kind!r}")
-    base = _object(data.get("base", {}), f"{where}.base")
+    base = json_object(data.get("base", {}), f"{where}.base")
     seeds = data.get("seeds", [0])
     if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
             or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds)):
@@ -195,18 +195,18 @@ def parse_grid(data, *, name="grid", where="grid", path=None):
     if ("studies" in data) == ("axes" in data):
         raise ConfigError(f"{where}: give either \"studies\" (named studies) or \"axes\" (one study), not both")
     raw_studies = data["studies"] if "studies" in data else {name: {"axes": data["axes"]}}
-    raw_studies = _object(raw_studies, f"{where}.studies")
+    raw_studies = json_object(raw_studies, f"{where}.studies")
     if not raw_studies:
         raise ConfigError(f"{where}: studies is empty; give at least one study with axes")
     cls = TransferConfig if kind == "transfer" else TrainConfig
     studies = {}
     for study_name, raw in raw_studies.items():
         study_where = f"{where}.studies.{study_name}"
-        raw = _object(raw, study_where)
-        _check_keys(raw, STUDY_KEYS, study_where)
-        axes = _object(raw.get("axes", {}), f"{study_where}.axes")
+        raw = json_object(raw, study_where)
+        check_keys(raw, STUDY_KEYS, study_where)
+        axes = json_object(raw.get("axes", {}), f"{study_where}.axes")
         studies[study_name] = Study(
-            name=study_name, base=_object(raw.get("base", {}), f"{study_where}.base"),
+            name=study_name, base=json_object(raw.get("base", {}), f"{study_where}.base"),
             axes={axis: _axis_values(axis, values, cls, kind, f"{study_where}.axes.{axis}")
                   for axis, values in axes.items()},
             description=raw.get("description", ""))
@@ -428,25 +428,26 @@ def _parse_source(source, kind, where):
         if source is not None:
             raise ConfigError(f"{where}: a source grid trains on its base's domain; drop \"source\"")
         return None
-    source = _object(source if source is not None else {}, f"{where}.source")
+    source = json_object(source if source is not None else {}, f"{where}.source")
     if set(source) not in ({"run"}, {"config"}):
         raise ConfigError(f"{where}: a transfer grid needs \"source\": {{\"run\": NAME}} (an existing run) or"
                           f" {{\"config\": {{...TrainConfig...}}}} (trained per seed). Received: {source!r}")
     if "run" in source and (not isinstance(source["run"], str) or not source["run"]):
         raise ConfigError(f"{where}.source.run must be a run name or path. Received: {source['run']!r}")
     if "config" in source:
-        _object(source["config"], f"{where}.source.config")
+        json_object(source["config"], f"{where}.source.config")
     return source
 
 
-def _object(value, where):
+def json_object(value, where):
+    """``value`` if it is a JSON object (a dict); else ConfigError naming ``where`` and what was received."""
     if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a JSON object. Received: {value!r}")
+        raise ConfigError(f"{where} must be a JSON object. Received: {shown(value)}")
     return value
 
 
-def _check_keys(data, known, where):
+def check_keys(data, known, where):
+    """Raise ConfigError naming ``where`` if the object ``data`` has keys not in ``known``."""
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{where} has unknown keys {unknown}; known keys are {sorted(known)}")
-

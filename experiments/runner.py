@@ -292,7 +292,7 @@ def write_results(rows, path, axes):
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: _csv_value(row.get(key)) for key in columns})
+            writer.writerow({key: csv_value(row.get(key)) for key in columns})
 
     return write_atomically(path, write, newline="")
 
@@ -441,7 +441,7 @@ def _row(planned):
         "source_accuracy": kept.get("accuracy"), "train_seconds": metrics.get("train_seconds"),
         "epochs_run": metrics.get("epochs_run"),
         "n_train": (run_config.get("target_samples") or {}).get("n", (run_config.get("domain") or {})
-                                                                 .get("split_sizes", {}).get("train")),
+                                                                .get("split_sizes", {}).get("train")),
         "feature_cache": metrics.get("feature_cache"), "status": OK, "reason": "",
     }
 
@@ -459,7 +459,8 @@ def _curve(planned):
     return {"label": label, "patience": run_config["config"].get("patience", 0), "history": history}
 
 
-def _csv_value(value):
+def csv_value(value):
+    """A value as a CSV cell: None and NaN empty, floats to 6 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):

@@ -10,10 +10,10 @@ from conftest import write_tiny
 from convlstm_tl.cli import run_main
 from convlstm_tl.errors import ConfigError
 from experiments.__main__ import PROG, main
-from experiments.suite import (
-    DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, aggregate, compare, is_suite, load_suite, parse_suite,
-    plan_suite, prepare_pair,
-)
+from experiments.suite import DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, is_suite, load_suite, parse_suite
+from experiments.suite_plan import plan_suite
+from experiments.suite_report import aggregate, compare
+from experiments.suite_run import prepare_pair
 
 TINY_SOURCE = {"domain": "Tiny", "config": {"epochs": 1, "model": {"filters": [4], "head_units": 8}}}
 
@@ -94,9 +94,9 @@ def test_runs_and_data_are_placed_per_pair(tmp_path):
 ])
 def test_a_bad_suite_file_is_one_line_and_exit_2_before_anything_runs(overrides, message, tmp_path, capsys,
                                                                       monkeypatch):
-    import experiments.suite
+    import experiments.suite_run
 
-    monkeypatch.setattr(experiments.suite, "run_grid", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(experiments.suite_run, "run_grid", lambda *a, **k: pytest.fail("trained"))
     path = _write(tmp_path, _suite(**overrides))
     line = _error_line(["run", str(path), "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(tmp_path)], capsys)
     assert message.replace("\\", "") in line or pytest.fail(line)
@@ -263,14 +263,14 @@ def test_a_tiny_suite_runs_end_to_end_and_a_second_call_trains_nothing(tmp_path,
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     import convlstm_tl.baselines.runner
-    import experiments.suite
+    import experiments.suite_run
     from experiments.runner import GridResult
 
     data = tmp_path / "data"
     write_tiny(data / "p", name="Tiny")
     write_tiny(data / "p", name="Target", seed=1)
     suite_file = _write(tmp_path, _suite())
-    monkeypatch.setattr(experiments.suite, "run_grid", lambda grid, **k: GridResult(
+    monkeypatch.setattr(experiments.suite_run, "run_grid", lambda grid, **k: GridResult(
         out=tmp_path, rows=[], summary=[], best=[], trained=0, skipped=0, pending=0, files={}))
 
     def interrupt(plan):
