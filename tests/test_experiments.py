@@ -73,12 +73,13 @@ def test_dotted_bundle_and_source_axes():
 
 
 def test_same_config_in_two_studies_shares_a_run():
-    grid = _grid(axes=None, seeds=[0], studies={"a": {"axes": {"strategy": ["freeze", "scratch"]}},
+    default = TransferConfig().strategy
+    grid = _grid(axes=None, seeds=[0], studies={"a": {"axes": {"strategy": [default, "scratch"]}},
                                                 "b": {"axes": {"lr": [0.001, 0.1]}}})
     names = {(c.study, tuple(c.labels.values())): c.run_name for c in expand_grid(grid)}
-    # Study b at lr 1e-3 is study a's freeze cell (the defaults).
-    assert names[("b", ("0.001",))] == names[("a", ("freeze",))]
-    assert names[("b", ("0.1",))] != names[("a", ("freeze",))]
+    # Study b at lr 1e-3 is study a's cell of the default strategy (the defaults).
+    assert names[("b", ("0.001",))] == names[("a", (default,))]
+    assert names[("b", ("0.1",))] != names[("a", (default,))]
 
 
 def test_existing_source_run():

@@ -256,7 +256,7 @@ def test_transfer_trains_on_and_records_the_subsample(source_run, monkeypatch, c
     monkeypatch.setattr(transfer_module, "fit", recording_fit)
     config = TransferConfig(target="Tgt", source_run=str(source_run["run"]), data_dir=str(source_run["data_dir"]),
                             runs_dir=str(source_run["root"] / f"runs-{seed}"), epochs=1, batch_size=16, seed=seed,
-                            patience=0, **choice)
+                            patience=0, strategy="freeze", **choice)
     result = transfer_module.transfer(config, verbose=0)
     recorded = json.loads((result.run_dir / "config.json").read_text())
 
