@@ -244,3 +244,22 @@ def test_a_transfer_ensemble_on_cached_features(imbalanced, tmp_path):
     assert result.metrics["feature_cache"] and result.metrics["ensemble"]["members"] == 3
     assert not [p for p in result.run_dir.iterdir() if p.name.startswith(".")]  # no working file left
     assert result.metrics["refit"]["samples"] == 60 + 15
+
+
+@pytest.mark.slow
+def test_refit_starts_from_the_validated_runs_initial_weights(imbalanced, tmp_path, monkeypatch):
+    from convlstm_tl.training import source as source_module
+
+    starts = []
+    real_fit = source_module.fit
+
+    def recording_fit(model, *args, **kwargs):
+        starts.append([np.array(w) for w in model.get_weights()])
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(source_module, "fit", recording_fit)
+    monkeypatch.setattr("convlstm_tl.training.fit.fit", recording_fit)
+    _run(imbalanced, tmp_path, epochs=2, patience=0, refit=True)
+    assert len(starts) == 2  # the validated fit, then the refit
+    for validated, refit in zip(*starts):
+        np.testing.assert_array_equal(validated, refit)

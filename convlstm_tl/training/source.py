@@ -74,8 +74,9 @@ def run_source(plan, *, verbose="auto"):
                 fitted = _validated_fit(model, config, train, val, checkpoint, verbose, phase=first_phase)
                 refit = None
                 if config.refit:
-                    # The same initial weights (same seed), trained on every labelled sample.
-                    model = _build(config, info, inputs, strategy)
+                    # The same initial weights (seeded afresh), trained on every labelled sample.
+                    with backend.seeded(seed):
+                        model = _build(config, info, inputs, strategy)
                     pooled = _training_sequence(path, ("train", "val"), (None, None), config, seed, info.n_classes)
                     refit = [fit_again(model, pooled, fitted, checkpoint=checkpoint, phase=first_phase + 1,
                                        verbose=verbose)]

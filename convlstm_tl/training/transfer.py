@@ -106,7 +106,8 @@ def run_transfer(plan, *, verbose="auto"):
                                            checkpoint=checkpoint, offset=first_phase)
                     refit = None
                     if config.refit:
-                        member = build(seed)
+                        with backend.seeded(seed):  # the same initial head, seeded afresh
+                            member = build(seed)
                         refit = _train_phases(member, strategy, config, pooled, None, use_cache, verbose,
                                               checkpoint=checkpoint, selected=fitted, offset=first_phase)
                 return Member(model=member, seed=seed, fitted=fitted, refit=refit)
