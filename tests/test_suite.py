@@ -8,6 +8,7 @@ import pytest
 
 from conftest import write_tiny
 from convlstm_tl.cli import run_main
+from convlstm_tl.config import TransferConfig
 from convlstm_tl.errors import ConfigError
 from experiments.__main__ import PROG, main
 from experiments.suite import DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, is_suite, load_suite, parse_suite
@@ -208,20 +209,23 @@ def test_a_tiny_suite_runs_end_to_end_and_a_second_call_trains_nothing(tmp_path,
     data = tmp_path / "data"
     write_tiny(data / "p", name="Tiny")
     write_tiny(data / "p", name="Target", seed=1)
-    suite_file = _write(tmp_path, _suite())
+    # freeze, the default strategy (for the default-vs-scratch column) and scratch.
+    default = TransferConfig().strategy
+    strategies = list(dict.fromkeys(["freeze", default, "scratch"]))
+    suite_file = _write(tmp_path, _suite(strategies=strategies))
     runs = tmp_path / "runs"
     argv = ["run", str(suite_file), "--runs-dir", str(runs), "--data-dir", str(data), "--quiet"]
 
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "4 runs trained, 0 finished before" in out
+    assert f"{1 + len(strategies) + 1} runs trained, 0 finished before" in out  # source, transfers, baselines
     suite_dir = runs / "tiny"
     with open(suite_dir / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     by_model = {(row["model"], row["domain"]): row for row in rows}
     assert set(by_model) == {
-        ("ConvLSTM source run", "Tiny"), ("ConvLSTM zero-shot", "Target"), ("freeze", "Target"),
-        ("scratch", "Target"), ("summary-logreg (source)", "Tiny"), ("summary-logreg (source)", "Target"),
+        ("ConvLSTM source run", "Tiny"), ("ConvLSTM zero-shot", "Target"), *((s, "Target") for s in strategies),
+        ("summary-logreg (source)", "Tiny"), ("summary-logreg (source)", "Target"),
         ("summary-logreg (target)", "Target"), ("summary-logreg (pooled)", "Target")}
     assert all(row["status"] == "ok" and 0 <= float(row["accuracy"]) <= 1 and row["seed"] == "0" for row in rows)
     assert by_model[("freeze", "Target")]["target_fraction"] == "1.0" and by_model[("freeze", "Target")]["n_train"] \
@@ -235,7 +239,7 @@ def test_a_tiny_suite_runs_end_to_end_and_a_second_call_trains_nothing(tmp_path,
     summary = (suite_dir / "summary.md").read_text()
     assert "## p: Tiny → Target" in summary and "| ConvLSTM source run | 1 |" in summary
     assert "best source-only baseline: summary-logreg (source)" in summary
-    assert "| ConvLSTM best vs best baseline | default transfer (freeze) vs scratch |" in summary
+    assert f"| ConvLSTM best vs best baseline | default transfer ({default}) vs scratch |" in summary
     final = [line for line in summary.splitlines() if line.startswith("| p | 100% |")]
     assert len(final) == 1 and all(word in final[0] for word in ("summary-logreg", " ("))
     assert any(verdict in final[0].split("|")[5] for verdict in ("win", "loss", "tie"))
@@ -251,14 +255,14 @@ def test_a_tiny_suite_runs_end_to_end_and_a_second_call_trains_nothing(tmp_path,
                          (convlstm_tl.baselines.runner, "carry_out")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("trained again"))
     assert main(argv) == 0
-    assert "0 runs trained, 4 finished before" in capsys.readouterr().out
+    assert f"0 runs trained, {1 + len(strategies) + 1} finished before" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in (suite_dir / "p").rglob("metrics.json")} == before
     with open(suite_dir / "results.csv", newline="") as f:
         assert list(csv.DictReader(f)) == rows
 
     assert main(["run", str(suite_file), "--dry-run", "--runs-dir", str(runs), "--data-dir", str(data)]) == 0
     listing = capsys.readouterr().out
-    assert "data: ready, checked" in listing and "4 runs, 4 finished, 0 to run" in listing
+    assert "data: ready, checked" in listing and f"{1 + len(strategies) + 1} runs, {1 + len(strategies) + 1} finished, 0 to run" in listing
 
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
