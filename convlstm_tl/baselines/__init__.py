@@ -3,7 +3,7 @@
     from convlstm_tl.baselines import BaselineConfig, run_baselines, load_baseline_run
 
     result = run_baselines(BaselineConfig(source="St", target="ms", target_fraction=0.1))
-    print(result.table())
+    result.table()                                  # the table the command line prints
     run = load_baseline_run(result.run_dir)
     row = run.rows[0]
     row.predictions("ms", run.fingerprint("ms"))    # class ids into row.class_names

@@ -42,10 +42,12 @@ def layout_of(kind, frame_shape):
     return ("tokens",) if kind == "tokens" else ("frames", *series_shape(frame_shape))
 
 
-class SummaryLogReg:
-    """Summary statistics (or TF-IDF of tokens) + standardization + logistic regression."""
+class _Method:
+    """What every method shares: an unfitted model for ``n_classes`` classes, seeded; it runs anywhere, on anything.
 
-    name = "summary-logreg"
+    A method defines ``name``, ``mismatch``, ``features``, ``inputs``, ``fit``
+    and ``scores``, and overrides ``unavailable`` / ``problem`` where it has limits.
+    """
 
     def __init__(self, *, n_classes, seed):
         self.n_classes = n_classes
@@ -61,6 +63,12 @@ class SummaryLogReg:
     def problem(layout):
         """Why the method cannot learn from a domain of this layout (None: it can)."""
         return None
+
+
+class SummaryLogReg(_Method):
+    """Summary statistics (or TF-IDF of tokens) + standardization + logistic regression."""
+
+    name = "summary-logreg"
 
     @staticmethod
     def mismatch(trained, layout):
@@ -103,15 +111,10 @@ class SummaryLogReg:
         return _full_columns(self.model.predict_proba(inputs), self.model.classes_, self.n_classes)
 
 
-class MiniRocket:
+class MiniRocket(_Method):
     """aeon's ``MiniRocketClassifier`` on the raw series, untuned."""
 
     name = "minirocket"
-
-    def __init__(self, *, n_classes, seed):
-        self.n_classes = n_classes
-        self.seed = seed
-        self.model = None
 
     @staticmethod
     def unavailable():
