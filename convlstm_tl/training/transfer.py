@@ -101,7 +101,9 @@ def run_transfer(plan, *, verbose="auto"):
             def train_one(seed, first_phase):
                 with backend.seeded(seed):
                     member = build(seed)
-                    train.seed = pooled.seed = seed  # the member's batch order
+                    for sequence in (train, pooled):  # the member's batch order
+                        if sequence is not None:
+                            sequence.seed = seed
                     fitted = _train_phases(member, strategy, config, train, val, use_cache, verbose,
                                            checkpoint=checkpoint, offset=first_phase)
                     refit = None
@@ -131,7 +133,7 @@ def run_transfer(plan, *, verbose="auto"):
                           metrics=["accuracy"], jit_compile=jit_compile(config.jit))
             model.optimizer.build(model.trainable_variables)
             extras = {**training_record(first.fitted, batch_size=config.batch_size, monitor=config.monitor,
-                                        refit=first.refit, refit_samples=len(pooled.labels)),
+                                        refit=first.refit, refit_samples=len(pooled.labels) if pooled is not None else None),
                       **_transfer_extras(model, source, target_info, history, seconds, use_cache)}
             ensemble = ensemble_record(members, path, target_info, batch_size=config.batch_size)
             if ensemble is not None:
@@ -197,7 +199,8 @@ def _joined(results):
 
 
 def _sequences(model, strategy, config, target_info, train_indices, use_cache):
-    """``(train, val, pooled)``: the labelled subset, the validation split, and both pooled for a refit.
+    """``(train, val, pooled)``: the labelled subset, the validation split, and both pooled for a refit
+    (None without ``config.refit``).
 
     With the cache, the frozen body runs once over each; the sequences hold
     its outputs. Training batches carry the class weights of their labels.
@@ -215,6 +218,8 @@ def _sequences(model, strategy, config, target_info, train_indices, use_cache):
         train = ArraySequence(x, y, batch_size=config.batch_size, shuffle=True, seed=config.seed,
                               class_weight=class_weights(config.class_weight, y, n_classes))
         val = ArraySequence(*features["val"], batch_size=config.batch_size)
+        if not config.refit:
+            return train, val, None
         x, y = (np.concatenate(arrays) for arrays in zip(features["train"], features["val"]))
         pooled = ArraySequence(x, y, batch_size=config.batch_size, shuffle=True, seed=config.seed,
                                class_weight=class_weights(config.class_weight, y, n_classes))
@@ -223,6 +228,8 @@ def _sequences(model, strategy, config, target_info, train_indices, use_cache):
                            seed=config.seed, augment=config.augment)
     train.class_weight = class_weights(config.class_weight, train.labels, n_classes)
     val = DomainSequence(path, "val", batch_size=config.batch_size)
+    if not config.refit:
+        return train, val, None
     pooled = DomainSequence(path, ("train", "val"), batch_size=config.batch_size, indices=(train_indices, None),
                             shuffle=True, seed=config.seed, augment=config.augment)
     pooled.class_weight = class_weights(config.class_weight, pooled.labels, n_classes)
