@@ -132,8 +132,9 @@ def run_transfer(plan, *, verbose="auto"):
             model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=jit_compile(config.jit))
             model.optimizer.build(model.trainable_variables)
+            refit_samples = len(pooled.labels) if pooled is not None else None
             extras = {**training_record(first.fitted, batch_size=config.batch_size, monitor=config.monitor,
-                                        refit=first.refit, refit_samples=len(pooled.labels) if pooled is not None else None),
+                                        refit=first.refit, refit_samples=refit_samples),
                       **_transfer_extras(model, source, target_info, history, seconds, use_cache)}
             ensemble = ensemble_record(members, path, target_info, batch_size=config.batch_size)
             if ensemble is not None:
