@@ -170,6 +170,11 @@ class TrainConfig:
 
 NORMALIZATIONS = ("target", "source")
 HEAD_INITS = ("new", "source")
+# A learned layer in front of the restored body (see convlstm_tl.models.classifier): none, or a C x C channel mixing.
+ADAPTERS = ("none", "channel")
+# Unsupervised adaptation to the target's unlabelled training sequences (see convlstm_tl.training.adaptation).
+ADAPTS = ("none", "adabn", "coral", "mmd", "dann")
+ALIGNMENT_ADAPTS = ("coral", "mmd", "dann")  # the ones that add a training loss on source and target batches
 
 
 @dataclass
@@ -199,10 +204,16 @@ class TransferConfig:
     ensemble: int = 1  # train this many models (seeds seed, seed + 1, ...) and save their averaged prediction
     seed: int = 0
     normalization: str = "target"  # statistics of the target's training samples, or the source's
-    target_fraction: float | None = None  # keep this fraction of the target's training split
+    # keep this fraction of the target's training split; 0 (with adapt) reads no target label at all: the source's
+    # head is kept and only the body or adapter adapts, selected on the source's validation loss
+    target_fraction: float | None = None
     target_per_class: int | None = None  # or this many samples per class
     cache_features: bool = True  # train the head on cached body outputs when the body is frozen
     head_init: str = "new"  # new: random head; source: start from the source's head (same classes only)
+    adapter: str = "none"  # none | channel: a learned C x C channel mixing (identity at start) before the body
+    adapt: str = "none"  # none | adabn | coral | mmd | dann: adapt to the target's unlabelled training sequences
+    adapt_weight: float = 1.0  # coral | mmd | dann: weight of the alignment loss beside the classification loss
+    target_weight: float = 1.0  # joint: weight of each step's target batch loss against its source batch loss
     overwrite: bool = False
     resume: bool = False  # continue the interrupted run of the same name from its last epoch
     distribute: str = "none"  # none | mirrored (local GPUs) | multiworker (TF_CONFIG); batch_size is global
@@ -230,7 +241,8 @@ class TransferConfig:
             raise ConfigError("give target_fraction or target_per_class, not both",
                               field=("target_fraction", "target_per_class"))
         if self.target_fraction is not None:
-            check_range("target_fraction", self.target_fraction, 0.0, 1.0, low_open=True)
+            check_range("target_fraction", self.target_fraction, 0.0, 1.0)
+        _check_adaptation(self)
         if self.target_per_class is not None:
             check_range("target_per_class", self.target_per_class, 1, MAX_INT32)
         check_spec(self.strategy)
@@ -242,9 +254,42 @@ class TransferConfig:
         self.augment.validate()
 
     @property
+    def unlabelled(self):
+        """Whether the transfer reads no target label (``target_fraction`` 0)."""
+        return self.target_fraction == 0
+
+    @property
     def effective_body_lr(self):
         """The learning rate of restored blocks that train: ``body_lr``, else ``lr / 10``."""
         return self.body_lr if self.body_lr is not None else self.lr / 10
+
+
+def _check_adaptation(config):
+    """The adapter and adaptation settings of a transfer, and the strategies they go with."""
+    _check_choice("adapter", config.adapter, ADAPTERS)
+    _check_choice("adapt", config.adapt, ADAPTS)
+    check_range("adapt_weight", config.adapt_weight, 0.0, 1e6, low_open=True)
+    check_range("target_weight", config.target_weight, 0.0, 1e6, low_open=True)
+    name = config.strategy.split(":")[0]
+    if config.target_weight != 1.0 and name != "joint":
+        raise ConfigError(f"target_weight weighs the target's batches against the source's in joint training; the"
+                          f" strategy is {config.strategy}", field="target_weight")
+    if name == "scratch" and (config.adapter != "none" or config.adapt != "none"):
+        field = "adapter" if config.adapter != "none" else "adapt"
+        raise ConfigError(f"{field} {getattr(config, field)!r} adapts a restored body, but scratch restores none;"
+                          " choose another strategy", field=field)
+    if not config.unlabelled:
+        return
+    if config.adapt == "none":
+        raise ConfigError("target_fraction 0 reads no target label, so only unsupervised adaptation can train;"
+                          " give adapt (adabn, coral, mmd or dann)", field=("target_fraction", "adapt"))
+    if name == "joint":
+        raise ConfigError("joint trains on the target's labels, but target_fraction 0 gives none; choose another"
+                          " strategy", field=("strategy", "target_fraction"))
+    if name in ("freeze", "cut") and config.adapt in ALIGNMENT_ADAPTS and config.adapter == "none":
+        raise ConfigError(f"with target_fraction 0 the source's head is kept, and {config.strategy} freezes the"
+                          f" body, so {config.adapt} has nothing to train; add adapter channel or choose finetune",
+                          field=("strategy", "adapt"))
 
 
 # Pretraining objectives, and how many steps ahead each predicts.

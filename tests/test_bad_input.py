@@ -374,7 +374,7 @@ CASES.update({
     "transfer_nan_lr": (train, [*TRANSFER, "--lr", "nan"], _data_only("lr must lie in (0.0, inf)")),
     "transfer_nan_body_lr": (train, [*TRANSFER, "--body-lr", "nan"], _data_only("body_lr")),
     "transfer_nan_target_fraction": (train, [*TRANSFER, "--target-fraction", "nan"],
-                                     _data_only("target_fraction must lie in (0.0, 1.0]")),
+                                     _data_only("target_fraction must lie in [0.0, 1.0]")),
     "transfer_inf_target_fraction": (train, [*TRANSFER, "--target-fraction", "inf"], _data_only("target_fraction")),
     "transfer_per_class_too_big": (train, [*TRANSFER, "--target-per-class", "99999999999"],
                                    _data_only("target_per_class")),

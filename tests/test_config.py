@@ -143,7 +143,7 @@ NAN, INF = float("nan"), float("inf")
     (TrainConfig(source="St", augment=AugmentConfig(rotate=NAN)), "augment rotate"),
     (TrainConfig(source="St", augment=AugmentConfig(spatial_shift=10**7)), "augment spatial_shift"),
     (TrainConfig(source="St", augment=AugmentConfig(vector_channels=(0, 1, -2))), "vector_channels"),
-    (TransferConfig(target="T", source_run="S", target_fraction=NAN), "target_fraction must lie in (0.0, 1.0]"),
+    (TransferConfig(target="T", source_run="S", target_fraction=NAN), "target_fraction must lie in [0.0, 1.0]"),
     (TransferConfig(target="T", source_run="S", target_fraction=-INF), "target_fraction"),
     (TransferConfig(target="T", source_run="S", body_lr=NAN), "body_lr"),
     (TransferConfig(target="T", source_run="S", lr=NAN), "lr must lie"),

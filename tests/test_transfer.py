@@ -440,9 +440,9 @@ def _recorded_transfer(world, spec, **overrides):
     """Run ``transfer()`` with ``set_phase`` and ``fit`` wrapped to record every phase."""
     models, phases = [], []
 
-    def recording_set_phase(model, strategy, phase):
+    def recording_set_phase(model, strategy, phase, **kwargs):
         models.append(model)
-        return set_phase(model, strategy, phase)
+        return set_phase(model, strategy, phase, **kwargs)
 
     def recording_fit(trained, train, val, **kwargs):
         full = models[-1]

@@ -17,8 +17,9 @@ import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
 from convlstm_tl.config import (
-    CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH, MIN_AUTO_BATCH, MIN_STEPS_PER_EPOCH,
-    MIXED_PRECISION, MONITORS, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig, TrainConfig, TransferConfig,
+    ADAPTERS, ADAPTS, CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH, MIN_AUTO_BATCH,
+    MIN_STEPS_PER_EPOCH, MIXED_PRECISION, MONITORS, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig,
+    TrainConfig, TransferConfig,
 )
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json
@@ -31,7 +32,7 @@ _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "p
                 "lr_schedule", "refit", "ensemble", "seed", "overwrite", "resume", "distribute", "mixed_precision",
                 "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
-                  "cache_features", "head_init")
+                  "cache_features", "head_init", "adapter", "adapt", "adapt_weight", "target_weight")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
                  "augment_spatial_shift": "spatial_shift", "augment_rotate": "rotate"}
 # flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
@@ -130,12 +131,27 @@ def parse_args(argv=None):
     transfer.add_argument("--normalization", choices=NORMALIZATIONS,
                           help="normalization statistics: the target's training samples or the source's"
                                f" (default {transfer_defaults.normalization})")
-    transfer.add_argument("--target-fraction", type=float, help="keep this fraction of the target's training split")
+    transfer.add_argument("--target-fraction", type=float,
+                          help="keep this fraction of the target's training split; 0 (with --adapt) reads no target"
+                               " label: the source's head is kept and only the body or adapter adapts")
     transfer.add_argument("--target-per-class", type=int, help="keep about this many training samples per class")
     transfer.add_argument("--head-init", choices=HEAD_INITS,
                           help="new: a random head (default); source: start from the source run's head, when the"
                                " target has the source's classes in the same order; the start is itself a"
                                " candidate for early stopping (with --normalization source it is the source model)")
+    transfer.add_argument("--adapter", choices=ADAPTERS,
+                          help="channel: learn a C x C mixing of the target's channels (identity at the start) in"
+                               " front of the restored body, for sensors re-placed, rotated or mirrored; written"
+                               f" to adapter.json (default {transfer_defaults.adapter})")
+    transfer.add_argument("--adapt", choices=ADAPTS,
+                          help="use the target's unlabelled training sequences: adabn re-estimates the restored"
+                               " BatchNorm statistics; coral, mmd align source and target body features; dann"
+                               f" trains against a domain classifier (default {transfer_defaults.adapt})")
+    transfer.add_argument("--adapt-weight", type=float,
+                          help=f"weight of the coral, mmd or dann loss (default {transfer_defaults.adapt_weight:g})")
+    transfer.add_argument("--target-weight", type=float,
+                          help="joint: weight of each step's target batch loss against its source batch's"
+                               f" (default {transfer_defaults.target_weight:g})")
     transfer.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None,
                           help="train the head on cached body outputs when the body stays frozen (default on)")
     return parser.parse_args(argv)

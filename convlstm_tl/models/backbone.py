@@ -2,7 +2,7 @@
 
 Every model the toolkit builds is one functional ``keras.Model`` whose layers
 carry the names of :mod:`convlstm_tl.models.classifier` (``normalize`` or
-``embedding``, ``block_1 .. block_K``, ``head_*``). :class:`Backbone` is the
+``embedding``, an optional ``adapter``, ``block_1 .. block_K``, ``head_*``). :class:`Backbone` is the
 one place that takes such a model apart: the body up to any block (feature
 cache, pretraining), the body's pooled features (the advisor), the head on
 its own (training a head on cached features), and copying restored blocks
@@ -19,6 +19,7 @@ BLOCK_PREFIX = "block_"
 HEAD_PREFIX = "head_"
 NORMALIZE = "normalize"
 EMBEDDING = "embedding"
+ADAPTER = "adapter"
 
 
 def block_name(index):
@@ -61,6 +62,11 @@ class Backbone:
     def has_embedding(self):
         """Whether the model reads token ids through an ``embedding`` (a ``tokens`` domain's model)."""
         return any(layer.name == EMBEDDING for layer in self.model.layers)
+
+    @property
+    def adapter(self):
+        """The learned channel mixing in front of the body (``adapter``), or None."""
+        return next((layer for layer in self.model.layers if layer.name == ADAPTER), None)
 
     @property
     def input_kind(self):

@@ -4,6 +4,8 @@ Layer names are the contract that transfer code relies on::
 
     input                (T, H, W, C) frames
     normalize            per-channel z-score with the training split's statistics
+    adapter              (optional, transfers) a learned C x C channel mixing plus bias,
+                         identity at the start
                          (token domains instead: token_ids -> embedding, word ids
                          (T, 1, W, 1) to vectors (T, 1, W, embedding_dim))
     block_1 ... block_K  the body: ConvLSTM -> BatchNorm [-> pool] [-> dropout]
@@ -27,7 +29,7 @@ import keras
 import numpy as np
 
 from convlstm_tl.errors import RunError, first_line
-from convlstm_tl.models.backbone import EMBEDDING, HEAD_PREFIX, NORMALIZE, block_name
+from convlstm_tl.models.backbone import ADAPTER, EMBEDDING, HEAD_PREFIX, NORMALIZE, block_name
 from convlstm_tl.models.layers import FastConvLSTM2D
 
 
@@ -79,7 +81,7 @@ def build_head(x, n_classes, config):
 
 
 def build_classifier(config, *, frame_shape, n_classes, mean=None, variance=None, vocab_size=None, kernel=None,
-                     name="convlstm_classifier"):
+                     adapter=False, name="convlstm_classifier"):
     """Build the classifier for frames of ``frame_shape``, or for token ids.
 
     Args:
@@ -93,6 +95,11 @@ def build_classifier(config, *, frame_shape, n_classes, mean=None, variance=None
             of ``config.embedding_dim`` instead of ``normalize``.
         kernel: ConvLSTM kernel ``(kh, kw)``; default from ``frame_shape``
             and ``config.kernel_size``. Transfer passes the source's kernel.
+        adapter: put a learned channel mixing (``adapter``, a ``Dense(C)``
+            over the channel axis starting as the identity) between
+            ``normalize`` and ``block_1``: a transfer learns with it how the
+            target's channels map to the source's (a sensor worn mirrored
+            or rotated).
         name: the model's name.
 
     Returns:
@@ -104,11 +111,11 @@ def build_classifier(config, *, frame_shape, n_classes, mean=None, variance=None
     ...                          mean=np.zeros(6), variance=np.ones(6))
     """
     inputs, x = build_body(config, frame_shape=frame_shape, mean=mean, variance=variance, vocab_size=vocab_size,
-                           kernel=kernel)
+                           kernel=kernel, adapter=adapter)
     return keras.Model(inputs, build_head(x, n_classes, config), name=name)
 
 
-def build_body(config, *, frame_shape, mean=None, variance=None, vocab_size=None, kernel=None):
+def build_body(config, *, frame_shape, mean=None, variance=None, vocab_size=None, kernel=None, adapter=False):
     """The input and the body's output: ``normalize`` (or ``embedding``) then ``block_1 .. block_K``.
 
     Arguments as :func:`build_classifier`'s. Returns ``(inputs, x)``, the
@@ -119,6 +126,8 @@ def build_body(config, *, frame_shape, mean=None, variance=None, vocab_size=None
     if len(frame_shape) != 4:
         raise ValueError(f"frame_shape must be (T, H, W, C). Received: frame_shape={frame_shape}")
     if vocab_size is not None:
+        if adapter:
+            raise ValueError("an adapter mixes the channels of frames; token ids have none")
         inputs, x = _token_front_end(config, frame_shape, vocab_size)
         frame_shape = tuple(x.shape[1:])
     else:
@@ -130,6 +139,9 @@ def build_body(config, *, frame_shape, mean=None, variance=None, vocab_size=None
         variance = np.where(np.asarray(variance, dtype=np.float32) > 0, variance, 1.0).reshape(channels)
         inputs = keras.Input(shape=frame_shape, name="frames")
         x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=NORMALIZE)(inputs)
+        if adapter:
+            x = keras.layers.Dense(channels, kernel_initializer="identity", bias_initializer="zeros",
+                                   name=ADAPTER)(x)
     for index, filters in enumerate(config.filters, start=1):
         x = build_block(index, filters, config, frame_shape, kernel)(x)
     return inputs, x

@@ -42,8 +42,13 @@ def transfer_inputs(source, target_info, *, normalization="target", indices=None
     return {"mean": np.asarray(stats["mean"]), "variance": np.asarray(stats["variance"])}
 
 
-def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None, variance=None, vocab_size=None):
+def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None, variance=None, vocab_size=None,
+                         adapter=False):
     """Build the target model: kept (and maybe restored) source blocks plus a new head.
+
+    With ``adapter``, a learned channel mixing that starts as the identity
+    sits in front of the body (see :func:`~convlstm_tl.models.classifier.build_classifier`):
+    until it trains, the model computes what it would without it.
 
     A token model's embedding belongs to the body: it is restored with the
     blocks. The target must be one the body can read (the same kind of
@@ -57,7 +62,8 @@ def build_transfer_model(source, strategy, *, frame_shape, n_classes, mean=None,
         # holds no weights), and with BatchNorm frozen by set_phase.
         config = replace(config, block_dropout=0.0, recurrent_dropout=0.0)
     model = build_classifier(config, frame_shape=frame_shape, n_classes=n_classes, mean=mean, variance=variance,
-                             vocab_size=vocab_size, kernel=backbone.kernel, name="convlstm_transfer")
+                             vocab_size=vocab_size, kernel=backbone.kernel, adapter=adapter,
+                             name="convlstm_transfer")
     if strategy.restore:
         backbone.copy_into(model, strategy.keep_blocks)
     return model
@@ -91,12 +97,16 @@ def init_head_from_source(model, source, strategy, class_names):
         layer.set_weights(weights)
 
 
-def set_phase(model, strategy, phase):
+def set_phase(model, strategy, phase, *, train_head=True):
     """Make exactly the phase's blocks trainable (all blocks for an unrestored body).
 
-    A token embedding sits below ``block_1`` and trains with it.
+    A token embedding sits below ``block_1`` and trains with it; an adapter
+    is new and trains in every phase; the head trains unless ``train_head``
+    is False (a transfer without target labels keeps the source's head).
     """
     backbone = Backbone(model)
+    for layer in backbone.head_layers:
+        layer.trainable = train_head
     if backbone.has_embedding:
         model.get_layer(EMBEDDING).trainable = not strategy.restore or 1 in phase.trainable_blocks
     for index, block in enumerate(backbone.blocks, start=1):

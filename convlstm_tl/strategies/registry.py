@@ -11,6 +11,10 @@ restored blocks that train in it:
 ``finetune``   restored; every block trains at the body learning rate
 ``gradual``    head alone for ``head_epochs``, then every block at the body rate
 ``scratch``    same architecture, random initialisation, one learning rate
+``joint``      restored; every block trains at the body learning rate on the
+               source's training data and the target's labelled subset
+               together (one head when the classes are the same, one per
+               domain otherwise)
 =============  ==========================================================
 
 A spec is checked twice, each time in full and once only: its spelling
@@ -47,12 +51,15 @@ class Strategy:
         keep_blocks: how many source blocks the new body keeps.
         restore: copy the source's weights into the kept blocks.
         phases: the training phases, in order.
+        with_source_data: each training step also takes a batch of the
+            source's labelled training data (``joint``).
     """
 
     spec: str
     keep_blocks: int
     restore: bool
     phases: tuple
+    with_source_data: bool = False
 
     @property
     def slug(self):
@@ -67,7 +74,8 @@ class Strategy:
     def to_dict(self):
         """The strategy as JSON-ready data (what a transfer run records)."""
         return {"spec": self.spec, "keep_blocks": self.keep_blocks, "restore": self.restore,
-                "phases": [{"trainable_blocks": list(p.trainable_blocks), "epochs": p.epochs} for p in self.phases]}
+                "phases": [{"trainable_blocks": list(p.trainable_blocks), "epochs": p.epochs} for p in self.phases],
+                "with_source_data": self.with_source_data}
 
 
 def _freeze(n_blocks, number, head_epochs):
@@ -94,6 +102,9 @@ def _scratch(n_blocks, number, head_epochs):
     return n_blocks, False, (Phase(tuple(range(1, n_blocks + 1))),)
 
 
+# joint builds as finetune; parse_strategy marks it as training on the source's data too.
+_joint = _finetune
+
 # name -> (takes a number of blocks, builder(n_blocks, number, head_epochs) -> (keep_blocks, restore, phases))
 STRATEGIES = {
     "freeze": (False, _freeze),
@@ -102,6 +113,7 @@ STRATEGIES = {
     "finetune": (False, _finetune),
     "gradual": (False, _gradual),
     "scratch": (False, _scratch),
+    "joint": (False, _joint),
 }
 STRATEGY_NAMES = tuple(f"{name}:{'K' if name == 'cut' else 'N'}" if numbered else name
                        for name, (numbered, _) in STRATEGIES.items())
@@ -145,7 +157,7 @@ def parse_strategy(spec, n_blocks, *, head_epochs=10):
         raise ConfigError(f"strategy {spec!r} is out of range: the source body has {n_blocks} blocks, so use"
                           f" {name}:1..{n_blocks}", field="strategy")
     _, build = STRATEGIES[name]
-    return Strategy(spec, *build(n_blocks, number, head_epochs))
+    return Strategy(spec, *build(n_blocks, number, head_epochs), with_source_data=name == "joint")
 
 
 def slug(spec):

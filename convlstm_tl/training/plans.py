@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from convlstm_tl import distribute
-from convlstm_tl.config import OBJECTIVE_SHIFTS, PretrainConfig, TrainConfig, TransferConfig, resolve_batch_size
+from convlstm_tl.config import (
+    ALIGNMENT_ADAPTS, OBJECTIVE_SHIFTS, PretrainConfig, TrainConfig, TransferConfig, resolve_batch_size,
+)
 from convlstm_tl.data.format import DomainInfo, find_domain, open_domain, resolve_data_dir
 from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.errors import ConfigError
@@ -75,8 +77,12 @@ class TransferPlan:
         strategy: the :class:`~convlstm_tl.strategies.registry.Strategy` for the source's body.
         target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
         name: the run's name.
-        train_indices: the target's labelled training samples the transfer trains on.
+        train_indices: the target's labelled training samples the transfer trains on
+            (none with ``target_fraction`` 0).
         n_train_total: the size of the target's training split.
+        source_info: the source domain's :class:`~convlstm_tl.data.format.DomainInfo`
+            when the transfer reads the source's data (joint training,
+            alignment, no target labels), else None.
     """
 
     config: TransferConfig
@@ -86,6 +92,7 @@ class TransferPlan:
     name: str
     train_indices: np.ndarray
     n_train_total: int
+    source_info: DomainInfo | None = None
 
 
 def plan_transfer(config, *, target_info=None):
@@ -109,11 +116,57 @@ def plan_transfer(config, *, target_info=None):
         check_run_target(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume)
     check_augment_fits(config.augment, target_info)
     check_same_input(source.name, source.domain, target_info, strategy)
-    train_indices, n_total = labelled_subset(target_info.path, fraction=config.target_fraction,
-                                             per_class=config.target_per_class, seed=config.seed)
-    config = replace(config, batch_size=resolve_batch_size(config.batch_size, len(train_indices)))
+    _check_adaptation_fits(config, source, target_info)
+    source_info = _open_source_data(config, source, target_info) if _reads_source_data(config, strategy) else None
+    if config.unlabelled:
+        # No target label is read: not even to choose a subset.
+        train_indices, n_total = np.arange(0), target_info.split_sizes["train"]
+        n_labelled = source_info.split_sizes["train"]
+    else:
+        train_indices, n_total = labelled_subset(target_info.path, fraction=config.target_fraction,
+                                                 per_class=config.target_per_class, seed=config.seed)
+        n_labelled = len(train_indices)
+    config = replace(config, batch_size=resolve_batch_size(config.batch_size, n_labelled))
     return TransferPlan(config=config, source=source, strategy=strategy, target_info=target_info, name=name,
-                        train_indices=train_indices, n_train_total=n_total)
+                        train_indices=train_indices, n_train_total=n_total, source_info=source_info)
+
+
+def _reads_source_data(config, strategy):
+    return strategy.with_source_data or config.adapt in ALIGNMENT_ADAPTS or config.unlabelled
+
+
+def _check_adaptation_fits(config, source, target_info):
+    """Refuse an adapter for token ids, and no target label for a target of other classes."""
+    if config.adapter != "none" and target_info.kind != "frames":
+        raise ConfigError(f"adapter {config.adapter} mixes the channels of frames, but {target_info.domain} holds"
+                          f" {target_info.kind}; leave the adapter out", field="adapter")
+    if config.unlabelled and list(source.class_names) != [str(name) for name in target_info.class_names]:
+        raise ConfigError(f"target_fraction 0 keeps the source's head, so the target must have the source's classes"
+                          f" in the same order; source run {source.name} has {source.class_names}, {target_info.domain}"
+                          f" {list(target_info.class_names)}", field="target_fraction")
+
+
+def _open_source_data(config, source, target_info):
+    """The source run's domain file, for a transfer that trains on it: the recorded file, else the data folder's.
+
+    Raises:
+        ConfigError: the file is gone, or its frames are not the target's shape.
+    """
+    why = ("joint trains on the source's training data" if config.strategy == "joint"
+           else f"adapt {config.adapt} reads the source's training data" if config.adapt in ALIGNMENT_ADAPTS
+           else "target_fraction 0 trains on the source's labels")
+    recorded = Path(source.domain.get("path", ""))
+    candidates = [recorded, Path(config.data_dir) / f"{source.domain_name}.h5"]
+    found = next((path for path in candidates if path.name and path.is_file()), None)
+    if found is None:
+        raise ConfigError(f"{why}, but source run {source.name}'s domain file is gone ({recorded}, nor"
+                          f" {candidates[1]}); put it back or prepare {source.domain_name} again", field="strategy")
+    info = open_domain(found)
+    if tuple(info.frame_shape) != tuple(target_info.frame_shape) or info.kind != target_info.kind:
+        raise ConfigError(f"{why}, so its samples must have the target's shape; {info.domain} has {info.kind}"
+                          f" {tuple(info.frame_shape)}, {target_info.domain} {tuple(target_info.frame_shape)}",
+                          field="strategy")
+    return info
 
 
 def _open_recorded(config, domain, info):

@@ -71,11 +71,15 @@ def training_record(fitted, *, batch_size, monitor, refit=None, refit_samples=No
     Args:
         fitted: the :class:`~convlstm_tl.training.fit.FitResult` of each
             validated phase, in order; the last one decides convergence.
+            Empty for a run that trained nothing.
         batch_size: the batch size trained with (given or derived).
         monitor: the validation measure early stopping watched.
         refit: the refit phases' results, if the run refitted on train + val.
         refit_samples: how many labelled samples the refit trained on.
     """
+    if not fitted:  # nothing trained (adabn without target labels)
+        return {"batch_size": int(batch_size), "monitor": None, "best_epoch": 0, "stopped_early": False,
+                "still_improving": False}
     last = fitted[-1]
     entries = {"batch_size": int(batch_size), "monitor": monitor, "best_epoch": last.best_epoch,
                "stopped_early": last.stopped_early, "still_improving": last.still_improving}

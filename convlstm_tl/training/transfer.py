@@ -19,12 +19,18 @@ from convlstm_tl.compute import dtype_policy, jit_compile
 from convlstm_tl.data.sequence import ArraySequence, DomainSequence
 from convlstm_tl.evaluation.metrics import classification_metrics
 from convlstm_tl.evaluation.predict import predict_split
+from convlstm_tl.jsonio import save_json
 from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.models.classifier import load_model
+from convlstm_tl.models.paired import paired_model
 from convlstm_tl.runs.directory import RunDirectory
 from convlstm_tl.runs.record import make_run_record
 from convlstm_tl.strategies.recipe import (
     build_transfer_model, compile_for_phase, init_head_from_source, set_phase, transfer_inputs,
+)
+from convlstm_tl.training.adabn import adapt_batch_norm
+from convlstm_tl.training.adaptation import (
+    adapter_record, paired_options, paired_sequences, source_rescaling, target_frames, uses_paired_model,
 )
 from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.ensemble import Member, combined_model, ensemble_record, train_members
@@ -72,17 +78,23 @@ def run_transfer(plan, *, verbose="auto"):
     distribution = distribute.make_strategy(config.distribute)
     # The plan read the source's record; only its model is left to load.
     source = replace(plan.source, model=load_model(plan.source.path / "model.keras"))
+    options = paired_options(plan)
     with backend.seeded(config.seed):
-        inputs = transfer_inputs(source, target_info, normalization=config.normalization, indices=train_indices)
-        model = _build(source, strategy, target_info, inputs, config, distribution)
-        use_cache = config.cache_features and strategy.body_frozen_throughout and not config.augment.active
+        # Without target labels the statistics are still the target's: of all its training frames.
+        inputs = transfer_inputs(source, target_info, normalization=config.normalization,
+                                 indices=None if config.unlabelled else train_indices)
+        model, adabn = _build(plan, source, inputs, distribution)
+        use_cache = (config.cache_features and strategy.body_frozen_throughout and not config.augment.active
+                     and config.adapter == "none" and not uses_paired_model(plan))
 
         kept = replace(source.model_config, filters=source.model_config.filters[:strategy.keep_blocks])
         run_config = make_run_record(
             "transfer", config=config, model=kept, domain=domain_record(target_info), model_inputs=inputs,
             n_params=model.count_params(), normalization_from=config.normalization,
             source_run=str(source.path.resolve()),
-            strategy={**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache},
+            strategy={**strategy.to_dict(), "body_lr": config.effective_body_lr, "feature_cache": use_cache,
+                      "adapter": config.adapter, "adapt": config.adapt,
+                      "source_data": None if plan.source_info is None else str(plan.source_info.path)},
             target_samples={"n": int(len(train_indices)), "of": int(plan.n_train_total),
                             "indices": train_indices.tolist()})
         run_directory = RunDirectory(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume,
@@ -92,11 +104,18 @@ def run_transfer(plan, *, verbose="auto"):
             run.save_config(run_config)
             checkpoint = Checkpoint.open(run.path)
             start = time.perf_counter()
-            train, val, pooled = _sequences(model, strategy, config, target_info, train_indices, use_cache)
+            if config.unlabelled:  # no target label is read: the labelled batches are the source's
+                train = val = pooled = None
+            else:
+                train, val, pooled = _sequences(model, strategy, config, target_info, train_indices, use_cache)
+            if options is not None:
+                input_names = paired_model(model, **options).input
+                train, val, pooled = paired_sequences(plan, train, val, pooled, rescaling=source_rescaling(
+                    source, inputs), input_names=list(input_names))
             cache_seconds = time.perf_counter() - start if use_cache else 0.0
 
             def build(seed):
-                return _build(source, strategy, target_info, inputs, config, distribution)
+                return _build(plan, source, inputs, distribution)[0]
 
             def train_one(seed, first_phase):
                 with backend.seeded(seed):
@@ -104,18 +123,18 @@ def run_transfer(plan, *, verbose="auto"):
                     for sequence in (train, pooled):  # the member's batch order
                         if sequence is not None:
                             sequence.seed = seed
-                    fitted = _train_phases(member, strategy, config, train, val, use_cache, verbose,
+                    fitted = _train_phases(member, plan, source, train, val, use_cache, verbose,
                                            checkpoint=checkpoint, offset=first_phase)
                     refit = None
                     if config.refit:
                         with backend.seeded(seed):  # the same initial head, seeded afresh
                             member = build(seed)
-                        refit = _train_phases(member, strategy, config, pooled, None, use_cache, verbose,
+                        refit = _train_phases(member, plan, source, pooled, None, use_cache, verbose,
                                               checkpoint=checkpoint, selected=fitted, offset=first_phase)
                 return Member(model=member, seed=seed, fitted=fitted, refit=refit)
 
-            members = train_members(config, run.path, checkpoint, n_validated=len(strategy.phases), build=build,
-                                    train_one=train_one)
+            members = train_members(config, run.path, checkpoint, n_validated=len(_trained_phases(plan)),
+                                    build=build, train_one=train_one)
             first = members[0]
             if first.refit:
                 write_history(run.path / "refit_history.csv", _joined(first.refit))
@@ -136,6 +155,11 @@ def run_transfer(plan, *, verbose="auto"):
             extras = {**training_record(first.fitted, batch_size=config.batch_size, monitor=config.monitor,
                                         refit=first.refit, refit_samples=refit_samples),
                       **_transfer_extras(model, source, target_info, history, seconds, use_cache)}
+            if adabn is not None:
+                extras["adabn"] = adabn
+            adapter = adapter_record(first.model)
+            if adapter is not None:
+                save_json(run.path / "adapter.json", adapter)
             ensemble = ensemble_record(members, path, target_info, batch_size=config.batch_size)
             if ensemble is not None:
                 extras["ensemble"] = ensemble
@@ -144,17 +168,34 @@ def run_transfer(plan, *, verbose="auto"):
         return TrainResult(run_dir=run.path, metrics=metrics, history=history, model=model)
 
 
-def _build(source, strategy, target_info, inputs, config, distribution):
-    """The target model by the recipe: restored body, new (or the source's) head."""
+def _build(plan, source, inputs, distribution):
+    """The target model by the recipe, and what AdaBN changed (None without it).
+
+    The body is restored, with an adapter if asked; the head is new, or the
+    source's (``head_init source``, and always without target labels); with
+    ``adapt adabn`` the restored BatchNorm statistics are then re-estimated
+    on the target's training frames.
+    """
+    config, strategy, target_info = plan.config, plan.strategy, plan.target_info
     with distribute.scope(distribution), dtype_policy(config.mixed_precision):
         model = build_transfer_model(source, strategy, frame_shape=target_info.frame_shape,
-                                     n_classes=target_info.n_classes, **inputs)
-    if config.head_init == "source":
+                                     n_classes=target_info.n_classes, adapter=config.adapter == "channel", **inputs)
+    if config.head_init == "source" or config.unlabelled:
         init_head_from_source(model, source, strategy, target_info.class_names)
-    return model
+    adabn = None
+    if config.adapt == "adabn":
+        adabn = adapt_batch_norm(model, target_frames(plan, shuffle=False))
+    return model, adabn
 
 
-def _train_phases(model, strategy, config, train, val, use_cache, verbose, *, checkpoint, selected=None, offset=0):
+def _trained_phases(plan):
+    """The strategy's phases that train: none without target labels and without a loss to train on (adabn)."""
+    if plan.config.unlabelled and not uses_paired_model(plan):
+        return ()
+    return plan.strategy.phases
+
+
+def _train_phases(model, plan, source, train, val, use_cache, verbose, *, checkpoint, selected=None, offset=0):
     """Run the strategy's phases; return the :class:`FitResult` of each.
 
     With ``selected`` (the validated phases' results), a refit: no
@@ -164,15 +205,24 @@ def _train_phases(model, strategy, config, train, val, use_cache, verbose, *, ch
     later members train after the earlier ones' phases). A resumed run skips the phases its checkpoint has finished (the
     checkpoint holds their records) and continues the one it is in.
     """
+    config, strategy = plan.config, plan.strategy
+    options = paired_options(plan)
+    phases = _trained_phases(plan)
     results, epochs_left = [], config.epochs
-    first = offset + (len(strategy.phases) if selected is not None else 0)
-    for index, phase in enumerate(strategy.phases):
+    first = offset + (len(phases) if selected is not None else 0)
+    for index, phase in enumerate(phases):
         finished = checkpoint.finished_phase(first + index)
         if finished is not None:
             result = phase_result(finished, patience=config.patience if selected is None else None)
         else:
-            set_phase(model, strategy, phase)
-            trained = Backbone(model).head(train.x.shape[1:]) if use_cache else model
+            # Without target labels the source's head is kept as it is.
+            set_phase(model, strategy, phase, train_head=not config.unlabelled)
+            if use_cache:
+                trained = Backbone(model).head(train.x.shape[1:])
+            elif options is not None:
+                trained = paired_model(model, **options, source_model=source.model)
+            else:
+                trained = model
             compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr,
                               jit=config.jit, n_classes=model.output_shape[-1])
             if selected is not None:
