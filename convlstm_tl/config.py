@@ -173,8 +173,9 @@ HEAD_INITS = ("new", "source")
 # A learned layer in front of the restored body (see convlstm_tl.models.classifier): none, or a C x C channel mixing.
 ADAPTERS = ("none", "channel")
 # Unsupervised adaptation to the target's unlabelled training sequences (see convlstm_tl.training.adaptation).
-ADAPTS = ("none", "adabn", "coral", "mmd", "dann")
-ALIGNMENT_ADAPTS = ("coral", "mmd", "dann")  # the ones that add a training loss on source and target batches
+ADAPTS = ("none", "adabn", "coral", "mmd", "dann", "im")
+# The ones that add a training loss on the target's unlabelled batches (and the source's, but for im).
+ALIGNMENT_ADAPTS = ("coral", "mmd", "dann", "im")
 
 
 @dataclass
@@ -211,8 +212,8 @@ class TransferConfig:
     cache_features: bool = True  # train the head on cached body outputs when the body is frozen
     head_init: str = "new"  # new: random head; source: start from the source's head (same classes only)
     adapter: str = "none"  # none | channel: a learned C x C channel mixing (identity at start) before the body
-    adapt: str = "none"  # none | adabn | coral | mmd | dann: adapt to the target's unlabelled training sequences
-    adapt_weight: float = 1.0  # coral | mmd | dann: weight of the alignment loss beside the classification loss
+    adapt: str = "none"  # none | adabn | coral | mmd | dann | im: adapt to the target's unlabelled training sequences
+    adapt_weight: float = 1.0  # coral | mmd | dann | im: weight of the adaptation loss beside the classification loss
     target_weight: float = 1.0  # joint: weight of each step's target batch loss against its source batch loss
     overwrite: bool = False
     resume: bool = False  # continue the interrupted run of the same name from its last epoch
@@ -282,7 +283,7 @@ def _check_adaptation(config):
         return
     if config.adapt == "none":
         raise ConfigError("target_fraction 0 reads no target label, so only unsupervised adaptation can train;"
-                          " give adapt (adabn, coral, mmd or dann)", field=("target_fraction", "adapt"))
+                          " give adapt (adabn, coral, mmd, dann or im)", field=("target_fraction", "adapt"))
     if name == "joint":
         raise ConfigError("joint trains on the target's labels, but target_fraction 0 gives none; choose another"
                           " strategy", field=("strategy", "target_fraction"))

@@ -8,7 +8,8 @@ A suite file is JSON::
       "description": "free text",
       "seeds": [0, 1, 2],                       # default DEFAULT_SEEDS
       "target_fractions": [0.1, 1.0],           # default DEFAULT_FRACTIONS
-      "strategies": ["freeze", "finetune", "gradual", "scratch"],
+      "strategies": ["freeze", "finetune", "scratch",   # a strategy, or {LABEL: {TransferConfig options}}
+                     {"finetune+adabn": {"strategy": "finetune", "adapt": "adabn"}}],
       "baselines": ["summary-logreg", "minirocket"],
       "base": {},                               # TransferConfig options of every transfer run
       "pairs": {
@@ -22,6 +23,18 @@ A suite file is JSON::
       }
     }
 
+Each entry of ``strategies`` is a transfer *method*: a strategy string ``S``
+(short for ``{"S": {"strategy": S}}``) or a one-key object ``{LABEL:
+{options}}``: ``TransferConfig`` options set together on top of ``base``,
+``strategy`` among them (``{"freeze+adapter": {"strategy": "freeze",
+"adapter": "channel"}}``, ``{"joint": {"strategy": "joint"}}``). A method may
+not set what the suite sets (:data:`AXIS_OPTIONS`, the run's name and
+folders) nor vary the source run (``source.*``). Its label is its model name
+in the reports: labels are distinct and hold letters, digits and ``._-+=:``
+only. Methods that resolve to the same config share one run; a strategy
+string's runs are named by their config alone, as in any grid, so finished
+runs of a suite written before labelled methods existed are still found.
+
 Each pair has its own data folder, ``<data-dir>/<pair>/``: every ``prepare``
 step runs as ``python -m data_prep ARGS --out <data-dir>/<pair>`` (in
 process), unless the files it makes exist. A step that names ``--domain D``
@@ -31,8 +44,9 @@ files. So two pairs can hold domains of the same name prepared differently
 
 A pair's ConvLSTM work is an in-memory transfer grid (:mod:`experiments.grid`):
 one source run per seed (``TrainConfig`` defaults plus the source's
-``config``), and every strategy at every target fraction and seed
-(``TransferConfig`` defaults plus ``base``), run by
+``config``), and every method at every target fraction and seed
+(``TransferConfig`` defaults plus ``base`` plus the method's options: a
+bundle axis :data:`METHOD_AXIS` of the grid), run by
 :func:`experiments.runner.run_grid` under ``<runs-dir>/<suite>/<pair>/``,
 which also gets the grid's own ``results.csv``, ``summary.md`` and plots.
 Next to it, per target fraction and seed, one baseline run
@@ -47,7 +61,8 @@ interrupted suite resumes.
 Every pair is checked before anything is prepared (the file's keys, the
 configs of every run, the prepare steps' arguments), and every prepared pair
 before anything trains (domain files, strategies against the source,
-baseline methods). ``<runs-dir>/<suite>/results.csv`` gets one row per pair,
+baseline methods): a bad method option or combination ends in one line
+naming the pair and the method's label. ``<runs-dir>/<suite>/results.csv`` gets one row per pair,
 model, target fraction, seed and domain scored, and ``summary.md`` the
 tables per pair and the final comparison (see
 :func:`experiments.suite_report.suite_markdown`).
@@ -59,17 +74,19 @@ and checks them, :mod:`experiments.suite_run` prepares and runs them, and
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from convlstm_tl.baselines.config import BaselineConfig
-from convlstm_tl.config import check_run_name
+from convlstm_tl.config import TransferConfig, check_run_name
 from convlstm_tl.data.format import check_domain_name
 from convlstm_tl.errors import ConfigError
-from convlstm_tl.jsonio import load_json, shown
-from experiments.grid import check_keys, config_hash, expand_grid, json_object, parse_grid, slug
+from convlstm_tl.jsonio import from_dict, load_json, shown
+from experiments.grid import (SOURCE_PREFIX, TRANSFER_RUNNER_KEYS, _is_option, _merge, check_keys, config_hash,
+                              expand_grid, json_object, parse_grid, slug)
 
 SUITE_KIND = "suite"
 SUITE_KEYS = ("name", "kind", "description", "seeds", "target_fractions", "strategies", "baselines", "base", "pairs")
@@ -81,9 +98,13 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_FRACTIONS = (0.1, 1.0)
 DEFAULT_STRATEGIES = ("freeze", "finetune", "gradual", "scratch")
 DEFAULT_BASELINES = ("summary-logreg", "minirocket")
-# Options the suite's axes set: a base may not set them.
+# Options the suite's axes set: a base may not set them, nor a method (but for its strategy).
 AXIS_OPTIONS = {"target": "target", "strategy": "strategies", "target_fraction": "target_fractions",
-                "target_per_class": "target_fractions"}
+                "target_per_class": "target_fractions", "seed": "seeds"}
+# The grid axis of a pair's methods: no option of TransferConfig, so a bundle axis (see experiments.grid).
+METHOD_AXIS = "method"
+# A method's label names a model in tables and plots: letters, digits and these.
+LABEL_CHARS = "._-+=:"
 # Converters that only read: no use as a prepare step.
 READ_ONLY_CONVERTERS = ("info", "check")
 
@@ -100,7 +121,8 @@ class Pair:
         prepare: ``python -m data_prep`` argument lists (without ``--out``).
         seeds: seeds of every run.
         fractions: ``{label: fraction}`` of the target's training split, labels as the grid's.
-        strategies: transfer strategies.
+        methods: ``{label: TransferConfig options}`` of its transfer methods, in file order (a strategy
+            string ``S`` of the file is ``{S: {"strategy": S}}``).
         baselines: baseline methods (may be empty).
         description: free text.
     """
@@ -112,9 +134,14 @@ class Pair:
     prepare: tuple
     seeds: tuple
     fractions: dict
-    strategies: tuple
+    methods: dict
     baselines: tuple
     description: str = ""
+
+    @property
+    def strategies(self):
+        """The labels of its transfer methods, in file order: the ConvLSTM models of its reports."""
+        return tuple(self.methods)
 
 
 @dataclass(frozen=True)
@@ -200,9 +227,8 @@ def _parse_pair(name, raw, defaults, where, path):
         raise ConfigError(f"{where}: the target must be another domain than the source. Received: {source!r}")
     seeds = raw.get("seeds", defaults["seeds"])
     fractions = _list(raw.get("target_fractions", defaults["target_fractions"]), f"{where}.target_fractions")
-    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions):
-        raise ConfigError(f"{where}.target_fractions must be numbers in (0, 1]. Received: {shown(fractions)}")
-    strategies = _list(raw.get("strategies", defaults["strategies"]), f"{where}.strategies")
+    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f <= 1 for f in fractions):
+        raise ConfigError(f"{where}.target_fractions must be numbers in [0, 1]. Received: {shown(fractions)}")
     baselines = raw.get("baselines", defaults["baselines"])
     if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
         raise ConfigError(f"{where}.baselines must be a list of method names (may be empty)."
@@ -211,11 +237,14 @@ def _parse_pair(name, raw, defaults, where, path):
     for key, axis in AXIS_OPTIONS.items():
         if key in base:
             raise ConfigError(f"{where}: base sets {key}, which the suite sets (\"{axis}\"); drop it from base")
+    methods = _parse_methods(_list(raw.get("strategies", defaults["strategies"]), f"{where}.strategies"),
+                             f"{where}.strategies")
+    _check_methods(methods, {**base, "target": target}, fractions, where)
     grid = parse_grid({
         "name": name, "description": _text(raw.get("description", ""), f"{where}.description"),
         "kind": "transfer", "source": {"config": {"source": source, **source_config}},
         "base": {"target": target, **base}, "seeds": seeds, "best_per": "target_fraction",
-        "axes": {"strategy": strategies, "target_fraction": fractions},
+        "axes": {METHOD_AXIS: methods, "target_fraction": fractions},
     }, name=name, where=where, path=path)
     # Every transfer and source config built and validated now, before any work.
     try:
@@ -226,7 +255,7 @@ def _parse_pair(name, raw, defaults, where, path):
     fraction_labels = grid.studies[name].axes["target_fraction"]
     pair = Pair(name=name, source=source, target=target, grid=grid,
                 prepare=_parse_prepare(raw.get("prepare", []), f"{where}.prepare"), seeds=grid.seeds,
-                fractions=dict(fraction_labels), strategies=tuple(strategies), baselines=tuple(baselines),
+                fractions=dict(fraction_labels), methods=methods, baselines=tuple(baselines),
                 description=grid.description)
     for label in fraction_labels if baselines else ():
         for seed in grid.seeds:
@@ -235,6 +264,75 @@ def _parse_pair(name, raw, defaults, where, path):
             except ConfigError as error:
                 raise ConfigError(f"{where}: baselines: {error}") from None
     return pair
+
+
+def _parse_methods(entries, where):
+    """``{label: options}`` of a ``strategies`` list: strategy strings and one-key objects ``{LABEL: {options}}``."""
+    methods = {}
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            label, options = entry, {"strategy": entry}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (label, options), = entry.items()
+            _check_label(label, f"{where}[{i}]")  # a strategy string is checked as a strategy, later
+        else:
+            raise ConfigError(f"{where}[{i}] must be a strategy (\"finetune\") or a one-key object {{LABEL:"
+                              " {TransferConfig options}}, e.g. {\"finetune+adabn\": {\"strategy\": \"finetune\","
+                              f" \"adapt\": \"adabn\"}}}}. Received: {shown(entry)}")
+        if label in methods:
+            raise ConfigError(f"{where}: the label {label!r} is given twice; give each method its own label")
+        options = json_object(options, f"{where}.{label}")
+        for key in options:
+            if key.startswith(SOURCE_PREFIX):
+                raise ConfigError(f"{where}.{label} sets {key}; every method transfers from the same source runs,"
+                                  " so set the source's options in the pair's source.config")
+            if key.split(".")[0] in AXIS_OPTIONS and key != "strategy":
+                raise ConfigError(f"{where}.{label} sets {key}, which the suite sets"
+                                  f" (\"{AXIS_OPTIONS[key.split('.')[0]]}\"); drop it from the method")
+            if key in TRANSFER_RUNNER_KEYS:
+                raise ConfigError(f"{where}.{label} sets {key}, which the suite's runner sets; drop it")
+            if not _is_option(key, TransferConfig):
+                raise ConfigError(f"{where}.{label}: unknown option {key!r} of TransferConfig")
+        if "strategy" not in options:
+            raise ConfigError(f"{where}.{label} has no strategy; give \"strategy\": e.g. \"finetune\" among its"
+                              f" options. Received: {shown(options)}")
+        methods[label] = options
+    return methods
+
+
+def _check_label(label, where):
+    """A method's label names a model in tables, plots and CSV files: a run name of letters, digits and LABEL_CHARS."""
+    try:
+        check_run_name(label)
+        odd = "".join(sorted({ch for ch in label if not (ch.isalnum() or ch in LABEL_CHARS)}))
+        if odd:
+            raise ConfigError(f"it may hold letters, digits and {LABEL_CHARS} only, not {odd!r}."
+                              f" Received: {shown(label)}")
+    except ConfigError as error:
+        raise ConfigError(f"{where}: bad label; it names the method in the reports: {error}") from None
+
+
+def _check_methods(methods, base, fractions, where):
+    """Build and validate each method's config at every fraction, so a bad option or combination names its label.
+
+    The grid checks every cell again (:func:`expand_grid`); here the message
+    names the method instead of a grid setting.
+    """
+    from_dict(TransferConfig, base, where=f"{where}.base")  # its keys and types, before any method's
+    for label, options in methods.items():
+        method_where = f"{where}.strategies.{label}"
+        try:
+            merged = _merge(base, options)  # as the grid sets a bundle: dotted keys, a nested config replaced
+        except ConfigError as error:
+            raise ConfigError(f"{method_where}: {error}") from None
+        config = from_dict(TransferConfig, {**merged, "source_run": "source"}, where=method_where)
+        # None first: what fails without a fraction is the method's fault at any fraction.
+        for fraction in (None, *fractions):
+            try:
+                dataclasses.replace(config, target_fraction=fraction).validate()
+            except ConfigError as error:
+                at = "" if fraction is None else f" at target fraction {fraction}"
+                raise ConfigError(f"{method_where}{at}: {error}") from None
 
 
 def _parse_source(value, where):

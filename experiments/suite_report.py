@@ -7,6 +7,7 @@ sets the best ConvLSTM option against the best baseline, and
 """
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from convlstm_tl.config import TransferConfig
 from convlstm_tl.files import write_atomically
 from convlstm_tl.jsonio import load_json
 from experiments.runner import OK, _finished, collect_rows, csv_value
+from experiments.suite import METHOD_AXIS
 from experiments.suite_plan import plan_suite
 
 # Differences of mean accuracy within this many points are ties.
@@ -70,7 +72,7 @@ def _pair_rows(plan, grid_rows, failed):
         grid_rows = collect_rows(pair.grid, plan.cells)
     for row in grid_rows:
         status = row.get("status", OK)
-        rows.append({**common, "model": row["strategy"], "kind": CONVLSTM, "trained_on": "target",
+        rows.append({**common, "model": row[METHOD_AXIS], "kind": CONVLSTM, "trained_on": "target",
                      "domain": pair.target, "target_fraction": row["target_fraction"], "seed": row["seed"],
                      "accuracy": row.get("accuracy"), "macro_f1": row.get("macro_f1"), "n_train": row.get("n_train"),
                      "seconds": row.get("train_seconds"), "run": row["run"], "status": status,
@@ -161,30 +163,38 @@ def compare(a, b, tie=TIE_POINTS):
 def comparison_rows(plans, summary):
     """One dict per pair and target fraction: the best ConvLSTM option, the best baseline, and the two verdicts.
 
-    ConvLSTM options are the strategies at that fraction and the source run
-    scored zero-shot; baselines are every method and training set at that
-    fraction (trained on the source alone included). "default transfer vs
-    scratch" compares ``TransferConfig().strategy`` with ``scratch``.
+    ConvLSTM options are the pair's transfer methods (every entry of its
+    ``strategies``, by label) at that fraction and the source run scored
+    zero-shot; baselines are every method and training set at that fraction
+    (trained on the source alone included). "default transfer vs scratch"
+    compares the methods that are just ``TransferConfig().strategy`` and just
+    ``scratch`` (see :func:`plain_method`).
     """
     default = TransferConfig().strategy
     rows = []
     for plan in plans:
         pair = plan.pair
         for label in pair.fractions:
-            # Strategies first, so that a tie goes to the transfer rather than to zero-shot.
-            convlstm = [summary.get((pair.name, strategy, pair.target, label)) for strategy in pair.strategies]
+            # Transfer methods first, so that a tie goes to the transfer rather than to zero-shot.
+            convlstm = [summary.get((pair.name, method, pair.target, label)) for method in pair.strategies]
             convlstm = [e for e in [*convlstm, summary.get((pair.name, ZERO_SHOT_MODEL, pair.target, ""))] if e]
             baselines = [e for (p, _, d, f), e in summary.items()
                          if p == pair.name and d == pair.target and e["kind"] == BASELINE and f == label]
             best_convlstm = max(convlstm, key=lambda e: e["accuracy_mean"], default=None)
             best_baseline = max(baselines, key=lambda e: e["accuracy_mean"], default=None)
+            plain = [summary.get((pair.name, plain_method(pair, strategy), pair.target, label))
+                     for strategy in (default, "scratch")]
             rows.append({
                 "pair": pair.name, "fraction": label, "best_convlstm": best_convlstm, "best_baseline": best_baseline,
                 "convlstm_vs_baseline": compare(best_convlstm, best_baseline),
-                "default_vs_scratch": compare(summary.get((pair.name, default, pair.target, label)),
-                                              summary.get((pair.name, "scratch", pair.target, label))),
+                "default_vs_scratch": compare(*plain),
             })
     return rows
+
+
+def plain_method(pair, strategy):
+    """The label of the pair's method that is ``strategy`` and nothing else (a strategy string), or None."""
+    return next((label for label, options in pair.methods.items() if options == {"strategy": strategy}), None)
 
 
 def suite_markdown(suite, plans, rows):
@@ -202,9 +212,9 @@ def suite_markdown(suite, plans, rows):
     for plan in plans:
         lines += _pair_markdown(plan, summary)
     lines += ["## All pairs", "",
-              f"Best by mean target accuracy: ConvLSTM options are the strategies and the source run zero-shot,"
-              f" baselines every method and training set; a difference within {TIE_POINTS:g} point is a tie. The"
-              f" default transfer strategy is `{default}` (`TransferConfig().strategy`).", "",
+              "Best by mean target accuracy: ConvLSTM options are the transfer methods and the source run"
+              f" zero-shot, baselines every method and training set; a difference within {TIE_POINTS:g} point is a"
+              f" tie. The default transfer strategy is `{default}` (`TransferConfig().strategy`).", "",
               "| pair | target labels | best ConvLSTM | best baseline | ConvLSTM best vs best baseline |"
               f" default transfer ({default}) vs scratch |",
               "|---|---|---|---|---|---|"]
@@ -236,6 +246,10 @@ def _pair_markdown(plan, summary):
         lines.append(f"| {title} | {_n(entry)} | {_pm(entry, 'accuracy')} | {_pm(entry, 'macro_f1')} |"
                      f" {_pm(entry, 'n_train', 1, 0)} | {_pm(entry, 'seconds', 1, 1)} |")
     lines.append("")
+    options = [f"`{label}`: {', '.join(f'{key} {_option(value)}' for key, value in method.items())}"
+               for label, method in pair.methods.items() if method != {"strategy": label}]
+    if options:
+        lines += ["Transfer methods: " + "; ".join(options) + ".", ""]
     labels = list(pair.fractions)
     models = list(pair.strategies)
     zero_shot = mine.get((ZERO_SHOT_MODEL, pair.target, ""))
@@ -258,6 +272,10 @@ def _pair_markdown(plan, summary):
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
+
+
+def _option(value):
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _trained_on_order(model):

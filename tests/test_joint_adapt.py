@@ -11,6 +11,7 @@ import pytest
 
 from conftest import make_splits
 from convlstm_tl import backend
+from convlstm_tl.cli.train import build_transfer_config, parse_args
 from convlstm_tl.config import ModelConfig, TrainConfig, TransferConfig
 from convlstm_tl.data.format import SplitArrays
 from convlstm_tl.data.paired import FrameRescaling, PairedSequence, ValidationInputs
@@ -103,6 +104,17 @@ def test_adaptation_settings_are_checked_in_one_line(settings, fragment):
     config = TransferConfig(target="T", source_run="S", **settings)
     with pytest.raises(ConfigError, match=fragment):
         config.validate()
+
+
+def test_adaptation_flags_reach_the_config():
+    config = build_transfer_config(parse_args([
+        "--transfer", "Tgt", "--from", "Src", "--strategy", "joint", "--adapter", "channel", "--adapt", "mmd",
+        "--adapt-weight", "0.5", "--target-weight", "2", "--target-fraction", "0.1"]))
+    assert (config.strategy, config.adapter, config.adapt) == ("joint", "channel", "mmd")
+    assert (config.adapt_weight, config.target_weight, config.target_fraction) == (0.5, 2.0, 0.1)
+    config.validate()
+    default = TransferConfig()
+    assert (default.adapter, default.adapt, default.target_weight) == ("none", "none", 1.0)
 
 
 def test_a_transfer_without_target_labels_refuses_other_classes(world):

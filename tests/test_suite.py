@@ -11,9 +11,12 @@ from convlstm_tl.cli import run_main
 from convlstm_tl.config import TransferConfig
 from convlstm_tl.errors import ConfigError
 from experiments.__main__ import PROG, main
-from experiments.suite import DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, is_suite, load_suite, parse_suite
-from experiments.suite_plan import plan_suite
-from experiments.suite_report import aggregate, compare
+from experiments.grid import expand_grid, parse_grid
+from experiments.suite import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, METHOD_AXIS, is_suite, load_suite,
+                               parse_suite)
+from experiments.suite_plan import format_plan, plan_suite
+from experiments.suite_report import aggregate, collect_suite, compare, comparison_rows, suite_markdown, \
+    write_suite_outputs
 from experiments.suite_run import prepare_pair
 
 TINY_SOURCE = {"domain": "Tiny", "config": {"epochs": 1, "model": {"filters": [4], "head_units": 8}}}
@@ -61,6 +64,105 @@ def test_a_pair_becomes_a_transfer_grid_with_the_suite_axes():
     assert is_suite({"pairs": {}}) and is_suite({"kind": "suite"}) and not is_suite({"axes": {}})
 
 
+def test_a_labelled_entry_is_a_method_of_options_set_together():
+    suite = parse_suite(_suite(strategies=[
+        "freeze", {"finetune+adabn": {"strategy": "finetune", "adapt": "adabn", "lr": 0.01}},
+        {"freeze+adapter": {"strategy": "freeze", "adapter": "channel"}},
+        {"joint": {"strategy": "joint", "target_weight": 0.5}}], target_fractions=[0.1, 1.0], seeds=[0, 1]))
+    pair = suite.pairs["p"]
+    assert pair.strategies == ("freeze", "finetune+adabn", "freeze+adapter", "joint")
+    assert pair.methods["freeze"] == {"strategy": "freeze"}
+    assert pair.methods["finetune+adabn"] == {"strategy": "finetune", "adapt": "adabn", "lr": 0.01}
+    cells = expand_grid(pair.grid)
+    assert len(cells) == 4 * 2 * 2
+    by_label = {}
+    for cell in cells:
+        by_label.setdefault(cell.labels[METHOD_AXIS], []).append(cell.config)
+    # Each method's options on top of the pair's base (epochs 1); the rest the defaults.
+    defaults = TransferConfig()
+    assert [(c.strategy, c.adapt, c.adapter, c.lr, c.epochs) for c in by_label["finetune+adabn"]] == \
+        [("finetune", "adabn", "none", 0.01, 1)] * 4
+    assert {(c.strategy, c.adapter, c.adapt, c.lr) for c in by_label["freeze+adapter"]} == \
+        {("freeze", "channel", "none", defaults.lr)}
+    assert {(c.strategy, c.target_weight) for c in by_label["joint"]} == {("joint", 0.5)}
+    assert {(c.strategy, c.adapt, c.adapter) for c in by_label["freeze"]} == {("freeze", "none", "none")}
+    assert sorted({c.target_fraction for c in by_label["joint"]}) == [0.1, 1.0]
+    assert all(c.config.target == "Target" and c.config.source_run.startswith("source-Tiny-s") for c in cells)
+    # Each setting is its own run, and the source runs are shared: one per seed.
+    assert len({c.name for c in by_label["freeze"] + by_label["freeze+adapter"]}) == 8
+    assert len({cell.source_config.name for cell in cells}) == 2
+
+
+def test_strategy_strings_keep_their_run_names(tmp_path):
+    strategies = ["freeze", "finetune", "gradual", "cut:1", "scratch"]
+    suite = parse_suite(_suite(strategies=strategies, target_fractions=[0.1, 1.0], seeds=[0, 2],
+                               base={"epochs": 12}))
+    pair = suite.pairs["p"]
+    assert pair.methods == {s: {"strategy": s} for s in strategies}
+    # The grid a suite built when strategies were a plain "strategy" axis: its cells are the runs on disk.
+    before = parse_grid({"name": "p", "kind": "transfer", "source": {"config": {"source": "Tiny",
+                                                                                **TINY_SOURCE["config"]}},
+                         "base": {"target": "Target", "epochs": 12}, "seeds": [0, 2], "best_per": "target_fraction",
+                         "axes": {"strategy": strategies, "target_fraction": [0.1, 1.0]}}, name="p")
+    now = expand_grid(pair.grid)
+    assert [(c.run_name, c.source_config.name) for c in now] == \
+        [(c.run_name, c.source_config.name) for c in expand_grid(before)]
+    assert [c.labels[METHOD_AXIS] for c in now] == [c.labels["strategy"] for c in expand_grid(before)]
+    # A labelled entry that is only a strategy computes the same thing: it shares the string's runs.
+    shared = parse_suite(_suite(strategies=["freeze", {"frozen": {"strategy": "freeze"}}])).pairs["p"]
+    names = {}
+    for cell in expand_grid(shared.grid):
+        names.setdefault(cell.labels[METHOD_AXIS], set()).add(cell.run_name)
+    assert names["frozen"] == names["freeze"]
+    plan, = plan_suite(parse_suite(_suite(strategies=["freeze", {"frozen": {"strategy": "freeze"}}])),
+                       runs_dir=tmp_path)
+    assert plan.counts()["transfer runs"] == (0, 1)
+
+
+def _fake_runs(plan, accuracy):
+    """Write ``metrics.json`` and ``config.json`` of each transfer cell of ``plan`` as if it had run."""
+    for planned in plan.cells:
+        planned.run_dir.mkdir(parents=True, exist_ok=True)
+        score = accuracy[planned.cell.labels[METHOD_AXIS]]
+        (planned.run_dir / "metrics.json").write_text(json.dumps({"accuracy": score, "macro_f1": score}))
+        (planned.run_dir / "config.json").write_text(json.dumps({"target_samples": {"n": 12}}))
+
+
+def test_the_report_names_methods_by_label_and_compares_them_all(tmp_path):
+    default = TransferConfig().strategy
+    strategies = list(dict.fromkeys([default, "scratch"])) + [
+        {"finetune+adabn": {"strategy": "finetune", "adapt": "adabn"}},
+        {"freeze+adapter": {"strategy": "freeze", "adapter": "channel", "adapt_weight": 0.5}}]
+    suite = parse_suite(_suite(strategies=strategies, baselines=[]))
+    plan, = plan_suite(suite, runs_dir=tmp_path / "runs")
+    _fake_runs(plan, {default: 0.70, "scratch": 0.50, "finetune+adabn": 0.90, "freeze+adapter": 0.60})
+    plan, = plan_suite(suite, runs_dir=tmp_path / "runs")
+    rows = collect_suite(suite, runs_dir=tmp_path / "runs")
+    assert {row["model"]: row["accuracy"] for row in rows} == {
+        default: 0.70, "scratch": 0.50, "finetune+adabn": 0.90, "freeze+adapter": 0.60}
+    files = write_suite_outputs(suite, [plan], rows, tmp_path / "out")
+    with open(files["results"], newline="") as f:
+        assert [row["model"] for row in csv.DictReader(f)] == [default, "scratch", "finetune+adabn", "freeze+adapter"]
+    # Every method competes for the best ConvLSTM; default vs scratch compares the plain strategies.
+    comparison, = comparison_rows([plan], aggregate(rows))
+    assert comparison["best_convlstm"]["model"] == "finetune+adabn"
+    assert comparison["default_vs_scratch"] == "win (+20.0)"
+    text = suite_markdown(suite, [plan], rows)
+    assert "| finetune+adabn | 90.0 | 90.0 |" in text and "| freeze+adapter | 60.0 | 60.0 |" in text
+    assert "Transfer methods: `finetune+adabn`: strategy finetune, adapt adabn; `freeze+adapter`: strategy" \
+        " freeze, adapter channel, adapt_weight 0.5." in text
+    assert "| p | 100% | finetune+adabn 90.0 | – |" in text
+    assert f"{default}, scratch, finetune+adabn, freeze+adapter;" in format_plan(suite, [plan])
+    # A method labelled like the default strategy but with other options is not "the default".
+    relabelled = parse_suite(_suite(strategies=[{default: {"strategy": default, "lr": 0.5}}, "scratch"],
+                                    baselines=[]))
+    plan, = plan_suite(relabelled, runs_dir=tmp_path / "other")
+    _fake_runs(plan, {default: 0.70, "scratch": 0.50})
+    plan, = plan_suite(relabelled, runs_dir=tmp_path / "other")
+    comparison, = comparison_rows([plan], aggregate(collect_suite(relabelled, runs_dir=tmp_path / "other")))
+    assert comparison["best_convlstm"]["model"] == default and comparison["default_vs_scratch"] == "–"
+
+
 def test_runs_and_data_are_placed_per_pair(tmp_path):
     suite = parse_suite(_suite(pairs={"a": {"source": "Tiny", "target": "Target"},
                                       "b": {"source": "Tiny", "target": "Target", "target_fractions": [0.5, 1.0]}}))
@@ -92,6 +194,29 @@ def test_runs_and_data_are_placed_per_pair(tmp_path):
     ({"pair": {"prepare": [["wach"]]}}, "unknown converter 'wach'"),
     ({"pair": {"prepare": [["watch", "--out", "x"]]}}, "sets --out"),
     ({"pair": {"prepare": ["watch"]}}, "must be a non-empty list of strings"),
+    # Transfer methods: each fails naming the pair and the method's label, before anything runs.
+    ({"strategies": [{"x": {"strategy": "scratch", "adapt": "adabn"}}]},
+     "tiny.json.pairs.p.strategies.x: adapt 'adabn' adapts a restored body, but scratch restores none"),
+    ({"strategies": ["freeze", {"x": {"strategy": "freeze", "target_weight": 2}}]},
+     "tiny.json.pairs.p.strategies.x: target_weight weighs"),
+    ({"strategies": [{"x": {"strategy": "joint"}}], "target_fractions": [0.0], "baselines": []},
+     "tiny.json.pairs.p.strategies.x at target fraction 0.0: target_fraction 0 reads no target label"),
+    ({"strategies": [{"x": {"strategy": "freeze", "adaptt": "adabn"}}]},
+     "tiny.json.pairs.p.strategies.x: unknown option 'adaptt'"),
+    ({"strategies": [{"x": {"strategy": "freeze", "adapt": 1}}]}, "tiny.json.pairs.p.strategies.x.adapt must be"),
+    ({"strategies": [{"x": {"adapt": "adabn"}}]}, "tiny.json.pairs.p.strategies.x has no strategy"),
+    ({"strategies": [{"x": {"strategy": "freeze", "seed": 1}}]}, "strategies.x sets seed, which the suite sets"),
+    ({"strategies": [{"x": {"strategy": "freeze", "target_fraction": 0.5}}]},
+     "strategies.x sets target_fraction, which the suite sets"),
+    ({"strategies": [{"x": {"strategy": "freeze", "target": "Tiny"}}]}, "strategies.x sets target, which the suite"),
+    ({"strategies": [{"x": {"strategy": "freeze", "name": "n"}}]}, "strategies.x sets name, which the suite's runner"),
+    ({"strategies": [{"x": {"strategy": "freeze", "source.epochs": 2}}]}, "strategies.x sets source.epochs"),
+    ({"strategies": ["freeze", {"freeze": {"strategy": "freeze", "lr": 0.01}}]}, "the label 'freeze' is given twice"),
+    ({"strategies": ["scratch", "scratch"]}, "the label 'scratch' is given twice"),
+    ({"strategies": [{"a|b": {"strategy": "freeze"}}]}, "strategies[0]: bad label"),
+    ({"strategies": [{"a": {"strategy": "freeze"}, "b": {"strategy": "scratch"}}]},
+     "strategies[0] must be a strategy (\"finetune\") or a one-key object"),
+    ({"strategies": [{"a": "freeze"}]}, "strategies.a must be a JSON object"),
 ])
 def test_a_bad_suite_file_is_one_line_and_exit_2_before_anything_runs(overrides, message, tmp_path, capsys,
                                                                       monkeypatch):
@@ -262,7 +387,8 @@ def test_a_tiny_suite_runs_end_to_end_and_a_second_call_trains_nothing(tmp_path,
 
     assert main(["run", str(suite_file), "--dry-run", "--runs-dir", str(runs), "--data-dir", str(data)]) == 0
     listing = capsys.readouterr().out
-    assert "data: ready, checked" in listing and f"{1 + len(strategies) + 1} runs, {1 + len(strategies) + 1} finished, 0 to run" in listing
+    n_runs = 1 + len(strategies) + 1
+    assert "data: ready, checked" in listing and f"{n_runs} runs, {n_runs} finished, 0 to run" in listing
 
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path, capsys, monkeypatch):

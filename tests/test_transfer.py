@@ -687,6 +687,11 @@ CLI_ERRORS = {
                                ["--target-fraction", "--target-per-class"], "Src-Tgt-freeze"),
     "architecture-flag": ([*_TO_TGT, "--filters", "8"], ["--filters", "source run"], "Src-Tgt-freeze"),
     "strategy-with-source": (["--source", "Src", "--strategy", "freeze"], ["--strategy", "--transfer"], None),
+    "no-labels-no-adapt": ([*_TO_TGT, "--target-fraction", "0"], ["--target-fraction", "--adapt"], "Src-Tgt-finetune"),
+    "adapter-on-scratch": ([*_TO_TGT, "--strategy", "scratch", "--adapter", "channel"], ["--adapter", "scratch"],
+                           "Src-Tgt-scratch"),
+    "no-labels-other-classes": ([*_TO_TGT, "--target-fraction", "0", "--adapt", "coral"],
+                                ["--target-fraction", "source's classes"], "Src-Tgt-finetune"),
 }
 CLI_OK = [*_TO_TGT, "--strategy", "cut:1", "--target-per-class", "6", "--seed", "4"]
 

@@ -146,9 +146,10 @@ def parse_args(argv=None):
     transfer.add_argument("--adapt", choices=ADAPTS,
                           help="use the target's unlabelled training sequences: adabn re-estimates the restored"
                                " BatchNorm statistics; coral, mmd align source and target body features; dann"
-                               f" trains against a domain classifier (default {transfer_defaults.adapt})")
+                               " trains against a domain classifier; im makes the predictions on the target"
+                               f" confident and diverse (default {transfer_defaults.adapt})")
     transfer.add_argument("--adapt-weight", type=float,
-                          help=f"weight of the coral, mmd or dann loss (default {transfer_defaults.adapt_weight:g})")
+                          help=f"weight of the coral, mmd, dann or im loss (default {transfer_defaults.adapt_weight:g})")
     transfer.add_argument("--target-weight", type=float,
                           help="joint: weight of each step's target batch loss against its source batch's"
                                f" (default {transfer_defaults.target_weight:g})")

@@ -30,6 +30,7 @@ import keras
 from keras import ops
 
 METHODS = ("coral", "mmd", "dann")
+_EPSILON = 1e-7
 DEFAULT_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -267,3 +268,61 @@ class DomainAlignment(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "method": self.method, "weight": self.weight,
                 "discriminator_units": self.discriminator_units, "in_validation": self.in_validation}
+
+
+def information_loss(probabilities):
+    """Information maximization (SHOT-IM, Liang et al. 2020): mean prediction entropy minus the mean's entropy.
+
+    Low when each prediction is confident (low entropy) and the batch's
+    predictions are diverse (their mean spreads over the classes), which
+    keeps the predictions from collapsing onto one class. Its minimum is
+    ``-log(K)``, at one-hot predictions spread evenly over ``K`` classes.
+
+    Args:
+        probabilities: ``(B, K)`` class probabilities of unlabelled samples.
+
+    Returns:
+        A float32 scalar tensor.
+    """
+    p = ops.clip(ops.cast(probabilities, "float32"), _EPSILON, 1.0)
+    entropy = -ops.mean(ops.sum(p * ops.log(p), axis=-1))
+    mean = ops.mean(p, axis=0)
+    return entropy + ops.sum(mean * ops.log(mean))
+
+
+@keras.saving.register_keras_serializable(package="convlstm_tl")
+class InformationMaximization(keras.layers.Layer):
+    """Pass ``inputs[0]`` through; in training, add ``weight`` times :func:`information_loss` of ``inputs[1]``.
+
+    ``inputs[1]`` are the classifier's probabilities for a batch of the
+    target's unlabelled frames (``--adapt im``). With the source's head
+    fixed, minimizing it moves the body or an adapter so that target
+    samples fall confidently, and in every class, on the source's decision
+    regions.
+
+    Args:
+        weight: the factor of the term in the loss (``> 0``).
+        in_validation: add the term in validation too (see :class:`DomainAlignment`).
+        **kwargs: other ``keras.layers.Layer`` arguments.
+    """
+
+    def __init__(self, weight=1.0, in_validation=False, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        weight = float(weight)
+        if not weight > 0:
+            raise ValueError(f"weight must be > 0. Received: weight={weight}")
+        self.weight = weight
+        self.in_validation = bool(in_validation)
+
+    def call(self, inputs, training=None):
+        passthrough, probabilities = inputs
+        if training or self.in_validation:
+            self.add_loss(self.weight * information_loss(probabilities))
+        return passthrough
+
+    def compute_output_spec(self, inputs, training=None):
+        return keras.KerasTensor(inputs[0].shape, dtype=inputs[0].dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "in_validation": self.in_validation}

@@ -28,7 +28,7 @@ Inputs (by name):
 
 import keras
 
-from convlstm_tl.models.adaptation import DomainAlignment
+from convlstm_tl.models.adaptation import DomainAlignment, InformationMaximization
 from convlstm_tl.models.backbone import Backbone
 
 
@@ -94,7 +94,9 @@ def paired_model(model, *, with_source=False, source_labels=False, source_classe
             between the source's and the target's body features, pooled over
             time and space; the source's are the ``source_frames`` batch's
             (``with_source``), else the ``frames`` batch's; the target's are
-            those of a ``target_frames`` batch.
+            those of a ``target_frames`` batch. ``"im"``: add the information
+            maximization loss of the classifier's predictions for the
+            ``target_frames`` batch.
         align_weight: the alignment loss's weight.
         align_in_validation: add the alignment loss in validation too, so
             that the validation loss is the whole objective on held-out data
@@ -131,7 +133,12 @@ def paired_model(model, *, with_source=False, source_labels=False, source_classe
                     _copy_head(source_model, classify.layers)
             outputs = SourceClassification(name="source_classification")(
                 [outputs, source_probabilities, inputs["source_labels"], inputs["source_weights"]])
-    if align is not None:
+    if align == "im":
+        inputs["target_frames"] = frames_input("target_frames")
+        information = InformationMaximization(align_weight, in_validation=align_in_validation,
+                                              name="information_maximization")
+        outputs = information([outputs, head(body(inputs["target_frames"]))])
+    elif align is not None:
         inputs["target_frames"] = frames_input("target_frames")
         pool = keras.layers.GlobalAveragePooling3D(name="alignment_pool")
         pooled = [pool(source_features), pool(body(inputs["target_frames"]))]

@@ -7,11 +7,11 @@ because it runs while Keras itself finishes importing.
 ``keras.saving.load_model`` reloads any run's ``model.keras``.
 """
 
-from convlstm_tl.models.adaptation import DomainAlignment, GradientReversal
+from convlstm_tl.models.adaptation import DomainAlignment, GradientReversal, InformationMaximization
 from convlstm_tl.models.layers import FastConvLSTM2D
 from convlstm_tl.models.losses import FramePredictionLoss
 from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.models.optimizers import LayerRateAdam
 
-__all__ = ["DomainAlignment", "FastConvLSTM2D", "FramePredictionLoss", "GradientReversal", "LayerRateAdam",
-           "SparseMacroF1"]
+__all__ = ["DomainAlignment", "FastConvLSTM2D", "FramePredictionLoss", "GradientReversal", "InformationMaximization",
+           "LayerRateAdam", "SparseMacroF1"]

@@ -2,7 +2,8 @@
 
 ``--strategy joint`` trains on the source's training data and the target's
 labelled subset together; ``--adapt coral|mmd|dann`` aligns the body's
-features of source and target batches; ``--adapt adabn`` re-estimates the
+features of source and target batches; ``--adapt im`` makes the predictions
+on the target's batches confident and diverse; ``--adapt adabn`` re-estimates the
 restored BatchNorm statistics on the target (:mod:`convlstm_tl.training.adabn`).
 With ``target_fraction 0`` no target label is read at all: the labelled
 batches are the source's, the source's head is kept (frozen), and model
@@ -44,11 +45,11 @@ def paired_options(plan):
         return None
     align = config.adapt if config.adapt in ALIGNMENT_ADAPTS else None
     same_classes = list(plan.source.class_names) == [str(name) for name in plan.target_info.class_names]
-    return {"with_source": not config.unlabelled,
+    return {"with_source": not config.unlabelled and (strategy.with_source_data or align != "im"),
             "source_labels": strategy.with_source_data,
             "source_classes": None if same_classes else len(plan.source.class_names),
             "align": align, "align_weight": config.adapt_weight,
-            "align_in_validation": config.unlabelled and align in ("coral", "mmd")}
+            "align_in_validation": config.unlabelled and align in ("coral", "mmd", "im")}
 
 
 def source_rescaling(source, inputs):
@@ -101,8 +102,11 @@ def paired_sequences(plan, train, val, pooled, *, rescaling, input_names):
             pooled = paired(source_split(("train", "val")))
         return train, val, pooled
 
+    with_source = strategy.with_source_data or (align and config.adapt != "im")
+
     def paired(labelled):
-        return PairedSequence(labelled, source=source_split("train"), source_labels=strategy.with_source_data,
+        return PairedSequence(labelled, source=source_split("train") if with_source else None,
+                              source_labels=strategy.with_source_data,
                               target=target_frames(plan) if align else None, source_transform=rescaling,
                               labelled_weight=config.target_weight if strategy.with_source_data else 1.0)
 
@@ -126,7 +130,7 @@ def adapter_record(model):
     strongest = np.abs(kernel).argmax(axis=0)
     signs = np.sign(kernel[strongest, np.arange(kernel.shape[1])])
     identity = np.eye(len(kernel))
-    return {"channels": int(kernel.shape[0]), "kernel": np.round(kernel, 6).tolist(), "bias": np.round(bias, 6).tolist(),
-            "diagonal": np.round(np.diag(kernel), 6).tolist(),
+    return {"channels": int(kernel.shape[0]), "kernel": np.round(kernel, 6).tolist(),
+            "bias": np.round(bias, 6).tolist(), "diagonal": np.round(np.diag(kernel), 6).tolist(),
             "nearest_signed_permutation": [[int(i), int(sign)] for i, sign in zip(strongest, signs)],
             "distance_from_identity": round(float(np.linalg.norm(kernel - identity)), 6)}

@@ -132,7 +132,8 @@ def plan_transfer(config, *, target_info=None):
 
 
 def _reads_source_data(config, strategy):
-    return strategy.with_source_data or config.adapt in ALIGNMENT_ADAPTS or config.unlabelled
+    aligns = config.adapt in ALIGNMENT_ADAPTS and config.adapt != "im"  # im reads the target's frames only
+    return strategy.with_source_data or aligns or config.unlabelled
 
 
 def _check_adaptation_fits(config, source, target_info):
