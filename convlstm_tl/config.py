@@ -176,6 +176,7 @@ ADAPTERS = ("none", "channel")
 ADAPTS = ("none", "adabn", "coral", "mmd", "dann", "im")
 # The ones that add a training loss on the target's unlabelled batches (and the source's, but for im).
 ALIGNMENT_ADAPTS = ("coral", "mmd", "dann", "im")
+ADAPTER_LR_FACTOR = 10.0
 
 
 @dataclass
@@ -212,6 +213,9 @@ class TransferConfig:
     cache_features: bool = True  # train the head on cached body outputs when the body is frozen
     head_init: str = "new"  # new: random head; source: start from the source's head (same classes only)
     adapter: str = "none"  # none | channel: a learned C x C channel mixing (identity at start) before the body
+    # The adapter's learning rate; None means ADAPTER_LR_FACTOR x lr: a sign flip moves its weights by 2, which
+    # at the head's rate takes thousands of steps, more than a few labels give (see the README).
+    adapter_lr: float | None = None
     adapt: str = "none"  # none | adabn | coral | mmd | dann | im: adapt to the target's unlabelled training sequences
     adapt_weight: float = 1.0  # coral | mmd | dann | im: weight of the adaptation loss beside the classification loss
     target_weight: float = 1.0  # joint: weight of each step's target batch loss against its source batch loss
@@ -255,6 +259,11 @@ class TransferConfig:
         self.augment.validate()
 
     @property
+    def effective_adapter_lr(self):
+        """The learning rate of the channel adapter: ``adapter_lr``, else ``ADAPTER_LR_FACTOR * lr``."""
+        return self.adapter_lr if self.adapter_lr is not None else ADAPTER_LR_FACTOR * self.lr
+
+    @property
     def unlabelled(self):
         """Whether the transfer reads no target label (``target_fraction`` 0)."""
         return self.target_fraction == 0
@@ -270,6 +279,8 @@ def _check_adaptation(config):
     _check_choice("adapter", config.adapter, ADAPTERS)
     _check_choice("adapt", config.adapt, ADAPTS)
     check_range("adapt_weight", config.adapt_weight, 0.0, 1e6, low_open=True)
+    if config.adapter_lr is not None:
+        check_range("adapter_lr", config.adapter_lr, 0.0, None, low_open=True)
     check_range("target_weight", config.target_weight, 0.0, 1e6, low_open=True)
     name = config.strategy.split(":")[0]
     if config.target_weight != 1.0 and name != "joint":

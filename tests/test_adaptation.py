@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 from convlstm_tl.config import ModelConfig
-from convlstm_tl.models.adaptation import DomainAlignment, GradientReversal, coral_loss, mmd_loss
+from convlstm_tl.models.adaptation import (
+    DomainAlignment, GradientReversal, InformationMaximization, coral_loss, information_loss, mmd_loss,
+)
 from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.models.classifier import build_classifier
 from convlstm_tl.training.adabn import adapt_batch_norm
@@ -274,6 +276,33 @@ def _convlstm_outputs(model, block, frames):
 
 def _weights(model):
     return {w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights}
+
+
+def test_information_loss_rewards_confident_and_diverse_predictions():
+    k = 4
+    diverse = np.eye(k, dtype=np.float32)  # one-hot, every class once
+    collapsed = np.tile(np.eye(k, dtype=np.float32)[:1], (k, 1))  # one-hot, all one class
+    uniform = np.full((k, k), 1 / k, dtype=np.float32)
+    values = [float(information_loss(p)) for p in (diverse, collapsed, uniform)]
+    assert values[0] == pytest.approx(-np.log(k), abs=1e-4)
+    assert values[1] == pytest.approx(0.0, abs=1e-4)
+    assert values[2] == pytest.approx(0.0, abs=1e-4)
+    assert values[0] < min(values[1:])
+
+
+def test_information_maximization_adds_its_loss_in_training_or_when_asked():
+    probabilities = keras.ops.convert_to_tensor(np.eye(3, dtype=np.float32))
+    passthrough = keras.ops.ones((3, 2))
+    for in_validation, training, expected in ((False, True, 1), (False, False, 0), (True, False, 1)):
+        layer = InformationMaximization(0.5, in_validation=in_validation)
+        out = layer([passthrough, probabilities], training=training)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), 1.0)
+        assert len(layer.losses) == expected
+        if expected:
+            assert float(layer.losses[0]) == pytest.approx(-0.5 * np.log(3), abs=1e-4)
+    assert InformationMaximization.from_config(InformationMaximization(2.0).get_config()).weight == 2.0
+    with pytest.raises(ValueError, match="Received: weight=0"):
+        InformationMaximization(0)
 
 
 def test_adabn_changes_only_the_moving_statistics_to_the_exact_moments():

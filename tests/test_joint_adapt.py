@@ -26,6 +26,7 @@ from convlstm_tl.runs.resolve import load_run
 from convlstm_tl.strategies.recipe import build_transfer_model, compile_for_phase, init_head_from_source, set_phase
 from convlstm_tl.strategies.registry import parse_strategy
 from convlstm_tl.training.adaptation import adapter_record
+from convlstm_tl.training.plans import plan_transfer
 from convlstm_tl.training.source import train_source
 from convlstm_tl.training.transfer import transfer
 
@@ -115,6 +116,19 @@ def test_adaptation_flags_reach_the_config():
     config.validate()
     default = TransferConfig()
     assert (default.adapter, default.adapt, default.target_weight) == ("none", "none", 1.0)
+
+
+@pytest.mark.parametrize("settings, name", [
+    ({}, "Src-Mirror-finetune"),
+    ({"strategy": "freeze", "adapter": "channel"}, "Src-Mirror-freeze-adapter"),
+    ({"adapt": "adabn"}, "Src-Mirror-finetune-adabn"),
+    ({"strategy": "cut:1", "adapter": "channel", "adapt": "coral"}, "Src-Mirror-cut1-adapter-coral"),
+])
+def test_adapted_runs_are_named_apart_from_plain_ones(world, settings, name):
+    _, data_dir, runs_dir = world
+    plan = plan_transfer(TransferConfig(target="Mirror", source_run="Src", data_dir=str(data_dir),
+                                        runs_dir=str(runs_dir), **settings))
+    assert plan.name == name
 
 
 def test_a_transfer_without_target_labels_refuses_other_classes(world):
@@ -252,6 +266,7 @@ def _poisoned_copy(world, name):
     {"strategy": "finetune", "adapt": "coral"},
     {"strategy": "freeze", "adapter": "channel", "adapt": "dann"},
     {"strategy": "freeze", "adapt": "adabn"},
+    {"strategy": "finetune", "adapt": "im"},
 ])
 def test_no_target_label_is_read(world, settings):
     """Poisoned target labels leave a transfer with target_fraction 0 unchanged, weight for weight."""

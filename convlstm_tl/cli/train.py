@@ -32,7 +32,8 @@ _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "p
                 "lr_schedule", "refit", "ensemble", "seed", "overwrite", "resume", "distribute", "mixed_precision",
                 "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
-                  "cache_features", "head_init", "adapter", "adapt", "adapt_weight", "target_weight")
+                  "cache_features", "head_init", "adapter", "adapter_lr", "adapt", "adapt_weight",
+                  "target_weight")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
                  "augment_spatial_shift": "spatial_shift", "augment_rotate": "rotate"}
 # flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
@@ -143,6 +144,8 @@ def parse_args(argv=None):
                           help="channel: learn a C x C mixing of the target's channels (identity at the start) in"
                                " front of the restored body, for sensors re-placed, rotated or mirrored; written"
                                f" to adapter.json (default {transfer_defaults.adapter})")
+    transfer.add_argument("--adapter-lr", type=float,
+                          help="learning rate of the adapter (default 10 x --lr)")
     transfer.add_argument("--adapt", choices=ADAPTS,
                           help="use the target's unlabelled training sequences: adabn re-estimates the restored"
                                " BatchNorm statistics; coral, mmd align source and target body features; dann"

@@ -15,7 +15,7 @@ import numpy as np
 
 from convlstm_tl.compute import jit_compile
 from convlstm_tl.errors import ConfigError, RunError
-from convlstm_tl.models.backbone import EMBEDDING, Backbone, block_name
+from convlstm_tl.models.backbone import ADAPTER, EMBEDDING, Backbone, block_name
 from convlstm_tl.models.classifier import build_classifier
 from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.models.optimizers import LayerRateAdam
@@ -115,8 +115,9 @@ def set_phase(model, strategy, phase, *, train_head=True):
             block.get_layer("batch_norm").trainable = False
 
 
-def compile_for_phase(model, strategy, phase, *, lr, body_lr, jit="auto", n_classes=None):
-    """Compile with the head at ``lr`` and trainable restored blocks at ``body_lr``; ``jit`` as in the config.
+def compile_for_phase(model, strategy, phase, *, lr, body_lr, adapter_lr=None, jit="auto", n_classes=None):
+    """Compile with the head at ``lr``, trainable restored blocks at ``body_lr`` and an adapter at ``adapter_lr``
+    (default ``lr``); ``jit`` as in the config.
 
     The metrics are accuracy and, given ``n_classes``, macro-F1 (``val_macro_f1`` can then be monitored).
     """
@@ -124,7 +125,8 @@ def compile_for_phase(model, strategy, phase, *, lr, body_lr, jit="auto", n_clas
     if prefixes and Backbone(model).has_embedding and 1 in phase.trainable_blocks:
         prefixes.append(f"{EMBEDDING}/")
     model.compile(
-        optimizer=LayerRateAdam(lr, scaled_prefixes=prefixes, scale=body_lr / lr),
+        optimizer=LayerRateAdam(lr, scaled_prefixes=prefixes, scale=body_lr / lr,
+                                prefix_scales={f"{ADAPTER}/": (adapter_lr or lr) / lr}),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"] + ([SparseMacroF1(n_classes)] if n_classes else []),
         jit_compile=jit_compile(jit),

@@ -110,7 +110,8 @@ def plan_transfer(config, *, target_info=None):
     source.check_single_model("a transfer")
     strategy = parse_strategy(config.strategy, source.n_blocks, head_epochs=config.head_epochs)
     target_info, config = _open_recorded(config, config.target, target_info)
-    name = config.name or default_run_name(source.path, config.target, config.strategy)
+    name = config.name or default_run_name(source.path, config.target, config.strategy, adapter=config.adapter,
+                                           adapt=config.adapt)
     # Only the chief writes the run; other workers of a multi-worker run cannot see it.
     if distribute.is_chief(config.distribute):
         check_run_target(config.runs_dir, name, overwrite=config.overwrite, resume=config.resume)
@@ -181,9 +182,11 @@ def _open_recorded(config, domain, info):
     return info, replace(config, data_dir=str(info.path.parent))
 
 
-def default_run_name(source_path, target, strategy_spec):
-    """``<source run>-<target>-<strategy without colon>``, e.g. ``St-ms-cut1``."""
-    return f"{Path(source_path).name}-{target}-{slug(strategy_spec)}"
+def default_run_name(source_path, target, strategy_spec, *, adapter="none", adapt="none"):
+    """``<source run>-<target>-<strategy without colon>[-adapter][-<adapt>]``, e.g. ``St-ms-cut1``,
+    ``St-ms-freeze-adapter``, ``St-ms-finetune-adabn``."""
+    extras = [part for part, used in (("adapter", adapter != "none"), (adapt, adapt != "none")) if used]
+    return "-".join([Path(source_path).name, target, slug(strategy_spec), *extras])
 
 
 @dataclass

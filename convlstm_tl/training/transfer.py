@@ -224,6 +224,7 @@ def _train_phases(model, plan, source, train, val, use_cache, verbose, *, checkp
             else:
                 trained = model
             compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr,
+                              adapter_lr=config.effective_adapter_lr,
                               jit=config.jit, n_classes=model.output_shape[-1])
             if selected is not None:
                 result = fit_again(trained, train, selected[index], checkpoint=checkpoint, phase=first + index,
