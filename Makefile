@@ -29,11 +29,15 @@ $(DATA)/St.h5 $(DATA)/ms.h5: | $(STAMP)
 
 # Train on St (right arm; random rotations of the sensor axes stand in for a
 # watch worn differently by unseen subjects), transfer to ms (left arm) with
-# 10% of its labels by three strategies, fit the classical baselines on the
-# same files and the same 10% (St-ms-baselines), then score every run on both
-# domains, the baselines beside them.
+# 10% of its labels by three strategies and one adaptation (fine-tuning with
+# the BatchNorm statistics re-estimated on ms's unlabelled training windows),
+# fit the classical baselines on the same files and the same 10%
+# (St-ms-baselines), then score every run on both domains, the baselines
+# beside them.
 DEMO_STRATEGIES ?= freeze finetune scratch
 DEMO_FRACTION ?= 0.1
+DEMO_ADAPTATION ?= --strategy finetune --adapt adabn
+DEMO_ADAPTATION_RUN ?= St-ms-finetune-adabn
 
 demo: $(STAMP) $(DATA)/St.h5
 	$(PY) -m convlstm_tl.train --source St --augment-rotate 90 --data-dir $(DATA) --runs-dir $(RUNS) --overwrite
@@ -41,9 +45,12 @@ demo: $(STAMP) $(DATA)/St.h5
 	  $(PY) -m convlstm_tl.train --transfer ms --from St --strategy $$strategy --target-fraction $(DEMO_FRACTION) \
 	    --data-dir $(DATA) --runs-dir $(RUNS) --overwrite --quiet || exit 1; \
 	done
+	$(PY) -m convlstm_tl.train --transfer ms --from St $(DEMO_ADAPTATION) --target-fraction $(DEMO_FRACTION) \
+	  --name $(DEMO_ADAPTATION_RUN) --data-dir $(DATA) --runs-dir $(RUNS) --overwrite --quiet
 	$(PY) -m convlstm_tl.baseline --source St --target ms --target-fraction $(DEMO_FRACTION) \
 	  --data-dir $(DATA) --runs-dir $(RUNS) --overwrite --quiet
-	$(PY) -m convlstm_tl.evaluate --runs St $(addprefix St-ms-,$(DEMO_STRATEGIES)) St-ms-baselines --domains St ms \
+	$(PY) -m convlstm_tl.evaluate --runs St $(addprefix St-ms-,$(DEMO_STRATEGIES)) $(DEMO_ADAPTATION_RUN) \
+	  St-ms-baselines --domains St ms \
 	  --data-dir $(DATA) --runs-dir $(RUNS) --out $(RUNS)/evaluation-demo
 
 test: $(STAMP)

@@ -172,6 +172,9 @@ NORMALIZATIONS = ("target", "source")
 HEAD_INITS = ("new", "source")
 # A learned layer in front of the restored body (see convlstm_tl.models.classifier): none, or a C x C channel mixing.
 ADAPTERS = ("none", "channel")
+# How the adapter starts: the identity, or the channel signs that the source's head finds most informative on the
+# target's unlabelled frames (see convlstm_tl.training.adaptation.choose_adapter_signs).
+ADAPTER_INITS = ("identity", "signs")
 # Unsupervised adaptation to the target's unlabelled training sequences (see convlstm_tl.training.adaptation).
 ADAPTS = ("none", "adabn", "coral", "mmd", "dann", "im")
 # The ones that add a training loss on the target's unlabelled batches (and the source's, but for im).
@@ -216,6 +219,7 @@ class TransferConfig:
     # The adapter's learning rate; None means ADAPTER_LR_FACTOR x lr: a sign flip moves its weights by 2, which
     # at the head's rate takes thousands of steps, more than a few labels give (see the README).
     adapter_lr: float | None = None
+    adapter_init: str = "identity"  # identity | signs: start from the best sign flip of each channel (same classes)
     adapt: str = "none"  # none | adabn | coral | mmd | dann | im: adapt to the target's unlabelled training sequences
     adapt_weight: float = 1.0  # coral | mmd | dann | im: weight of the adaptation loss beside the classification loss
     target_weight: float = 1.0  # joint: weight of each step's target batch loss against its source batch loss
@@ -278,6 +282,10 @@ def _check_adaptation(config):
     """The adapter and adaptation settings of a transfer, and the strategies they go with."""
     _check_choice("adapter", config.adapter, ADAPTERS)
     _check_choice("adapt", config.adapt, ADAPTS)
+    _check_choice("adapter_init", config.adapter_init, ADAPTER_INITS)
+    if config.adapter_init != "identity" and config.adapter == "none":
+        raise ConfigError(f"adapter_init {config.adapter_init} starts a channel adapter; add adapter channel",
+                          field=("adapter_init", "adapter"))
     check_range("adapt_weight", config.adapt_weight, 0.0, 1e6, low_open=True)
     if config.adapter_lr is not None:
         check_range("adapter_lr", config.adapter_lr, 0.0, None, low_open=True)

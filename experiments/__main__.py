@@ -3,6 +3,7 @@
     python -m experiments run experiments/watch_st_ms.json [--study strategies] [--dry-run]
     python -m experiments run experiments/suite.json [--pair watch-mirrored] [--dry-run]
     python -m experiments advise-check experiments/watch_st_ms.json
+    python -m experiments advise-check --suite experiments/suite.json [--pair watch-mirrored]
 
 ``run`` checks every cell (configs, domain files, strategies against the
 source's blocks, source runs, seeds; at most ``MAX_CELLS`` cells), then
@@ -10,7 +11,10 @@ trains every unfinished one (source runs first) and writes ``results.csv``,
 ``summary.md`` and plots; running it again skips finished cells and retries
 failed ones. ``--dry-run`` makes the same checks and lists the cells.
 ``advise-check`` compares the advisor's recommendation with the grid's best
-strategy per target size.
+strategy per target size; with ``--suite`` it compares the advised strategy
+and options with each pair's best transfer method per seed and target
+fraction (``--pair`` picks pairs), see :mod:`experiments.advise_check`. It
+writes ``advice.md`` and ``advice.csv`` into ``<runs-dir>/<grid or suite>``.
 
 ``run`` given a suite file (one with ``"pairs"``, see :mod:`experiments.suite`)
 prepares each pair's missing domain files, checks every pair, then runs each
@@ -52,11 +56,17 @@ def parse_args(argv=None):
     run = commands.add_parser("run", help="run a grid or a suite (finished runs are skipped)",
                               description="Run every unfinished cell of a grid, or every unfinished run of a"
                                           " suite's pairs, and write the results.")
-    check = commands.add_parser("advise-check", help="compare the transfer advisor with a grid's best strategy",
+    check = commands.add_parser("advise-check", help="compare the transfer advisor with a grid's best strategy"
+                                                     " or a suite's best transfer methods",
                                 description="Ask the advisor for each seed and target size of a finished"
-                                            " strategy study, and compare with the best strategy measured.")
+                                            " strategy study, and compare with the best strategy measured; with"
+                                            " --suite, for each pair, seed and target fraction of a suite, and"
+                                            " compare strategy and options with the pair's best method.")
     for sub in (run, check):
-        sub.add_argument("grid", metavar="GRID.json", help="the grid file" + (" or suite file" if sub is run else ""))
+        if sub is run:
+            sub.add_argument("grid", metavar="GRID.json", help="the grid file or suite file")
+        else:
+            sub.add_argument("grid", metavar="GRID.json", nargs="?", help="the grid file (or give --suite)")
         sub.add_argument("--out", help="output folder (default: <runs-dir>/<grid or suite name>)")
         sub.add_argument("--data-dir", help="folder of domain files; a suite's pair uses <data-dir>/<pair>"
                                             " (default: $CONVLSTM_TL_DATA or ./data)")
@@ -70,6 +80,9 @@ def parse_args(argv=None):
                      help="list the cells (a suite: pairs, data to prepare, runs) and whether they are finished")
     check.add_argument("--study", metavar="NAME",
                        help="the study to check (default: the first varying only strategy and target size)")
+    check.add_argument("--suite", metavar="SUITE.json", help="check a suite's pairs instead of a grid")
+    check.add_argument("--pair", action="append", metavar="NAME",
+                       help="with --suite: check only this pair (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -92,11 +105,19 @@ def main(argv=None):
     from experiments.grid import parse_grid
     from experiments.suite import is_suite, parse_suite
 
+    if args.command == "advise-check":
+        _check_advise_args(args)
+        if args.suite:
+            path = Path(args.suite)
+            data = load_json(path)
+            if not is_suite(data):
+                raise ConfigError(f"{path} is a grid, not a suite; give it without --suite")
+            return _advise_check_suite(args, parse_suite(data, name=path.stem, where=str(path), path=path))
     path = Path(args.grid)
     data = load_json(path)
     if is_suite(data):
         if args.command != "run":
-            raise ConfigError(f"{path} is a suite; advise-check takes a grid file")
+            raise ConfigError(f"{path} is a suite; advise-check takes a grid file, or a suite with --suite {path}")
         if args.study:
             raise ConfigError(f"{path} is a suite, which has pairs, not studies; choose pairs with --pair")
         return _run_suite(args, parse_suite(data, name=path.stem, where=str(path), path=path))
@@ -167,6 +188,31 @@ def _run_suite(args, suite):
         raise CellsFailed(message)
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 1
+
+
+def _check_advise_args(args):
+    """advise-check takes a grid file, or a suite with --suite (and --pair), not both."""
+    if args.suite and args.grid:
+        raise ConfigError(f"give a grid file or --suite, not both. Received: {args.grid} and --suite {args.suite}")
+    if not args.suite and not args.grid:
+        raise ConfigError("give a grid file (GRID.json), or a suite with --suite SUITE.json")
+    if args.suite and args.study:
+        raise ConfigError(f"{args.suite} is a suite, which has pairs, not studies; choose pairs with --pair")
+    if args.pair and not args.suite:
+        raise ConfigError(f"--pair chooses pairs of a suite; give the suite with --suite (not {args.grid})")
+
+
+def _advise_check_suite(args, suite):
+    from experiments.advise_check import advice_markdown, check_suite_advice, write_advice_check
+    from experiments.suite_plan import suite_root
+
+    import_backend_quietly()
+    check = check_suite_advice(suite, runs_dir=args.runs_dir, data_dir=args.data_dir, pairs=args.pair)
+    out = Path(args.out) if args.out else suite_root(suite, args.runs_dir)
+    paths = write_advice_check(suite, check, out)
+    print(advice_markdown(suite, check))
+    print(f"written to {paths[1]}")
+    return 0
 
 
 def _advise_check(args, grid):

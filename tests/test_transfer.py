@@ -334,6 +334,21 @@ def test_layer_rate_adam_scale_slows_the_scaled_layers():
     np.testing.assert_allclose(moved[0.01], moved[1.0] * 0.01, rtol=0.05)
 
 
+def test_layer_rate_adam_prefix_scales_take_precedence():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((32, 4)), rng.random((32, 2))
+    keras.utils.set_random_seed(0)
+    model = _two_dense()
+    model.compile(LayerRateAdam(1e-3, scaled_prefixes=["a/", "b/"], scale=0.5, prefix_scales={"b/": 10.0}), "mse")
+    before = _snapshot(model)
+    model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    after = _snapshot(model)
+    # One Adam step moves each weight by about lr x its scale.
+    assert np.abs(after["a/kernel"] - before["a/kernel"]).max() == pytest.approx(5e-4, rel=0.05)
+    assert np.abs(after["b/kernel"] - before["b/kernel"]).max() == pytest.approx(1e-2, rel=0.05)
+    assert LayerRateAdam.from_config(model.optimizer.get_config()).prefix_scales == {"b/": 10.0}
+
+
 def test_layer_rate_adam_config_round_trip(tmp_path):
     optimizer = LayerRateAdam(2e-3, scaled_prefixes=["block_1/", "block_2/"], scale=0.1, beta_1=0.8)
     config = optimizer.get_config()

@@ -1,14 +1,17 @@
-"""``python -m convlstm_tl.advise``: which transfer strategy to try, and why.
+"""``python -m convlstm_tl.advise``: which transfer strategy (and adapter and adaptation) to try, and why.
 
     python -m convlstm_tl.advise --source St --target ms --target-fraction 0.1
+    python -m convlstm_tl.advise --source St --target ms --target-fraction 0    # no target label
 
 Measures the distance between the source run's domain and the target on the
 source body's features (proxy A-distance and MMD), sizes the target by its
-labelled training samples, and applies the four-case rule of
-:mod:`convlstm_tl.strategies.advisor`.
+labelled training samples, and applies the four-case rule and the options
+rule of :mod:`convlstm_tl.strategies.advisor`. The last line printed is the
+``python -m convlstm_tl.train`` command of the advice.
 """
 
 import json
+import shlex
 import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
@@ -28,7 +31,9 @@ def parse_args(argv=None):
                         help="source run (or pretraining run): a name in --runs-dir or a path")
     parser.add_argument("--target", required=True, metavar="DOMAIN", help="target domain: <data-dir>/DOMAIN.h5")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--target-fraction", type=float, help="the fraction of the target's labels you will use")
+    size.add_argument("--target-fraction", type=float,
+                      help="the fraction of the target's labels you will use; 0: none (the target must have the"
+                           " source's classes in the same order)")
     size.add_argument("--target-per-class", type=int, help="or the labelled samples per class you will use")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default="target",
                         help="statistics the target frames are normalized with, as in the transfer (default target)")
@@ -42,18 +47,25 @@ def parse_args(argv=None):
 
 
 def format_advice(advice):
-    """The advice as a few human-readable lines."""
+    """The advice as a few human-readable lines; the last is the full ``python -m convlstm_tl.train`` command."""
     d = advice.distance
     alternatives = f" (or {', '.join(advice.alternatives)})" if advice.alternatives else ""
+    options = ", ".join(f"{key} {value}" for key, value in advice.options.items()) or "none"
     lines = [f"recommended strategy: {advice.strategy}{alternatives}",
+             f"options: {options}",
              f"case: {advice.case}",
-             f"why: {advice.reason}"]
+             f"why: {advice.reason}",
+             f"why these options: {advice.options_reason}"]
     if d is not None:
         lines += [f"proxy A-distance: {d.pad:.3f} (domain classifier error {d.domain_error:.3f},"
                   f" {d.n_source} source vs {d.n_target} target samples, {d.n_features} features)",
                   f"MMD^2 (RBF, bandwidth {d.bandwidth:.3g}): {d.mmd2:.4f}"]
-    lines.append(f"try: python -m convlstm_tl.train --transfer {advice.target} --from {advice.source_run}"
-                 f" --strategy {advice.strategy}")
+    # Each advised TransferConfig field is the train command's flag of the same name.
+    flags = " ".join(f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float)
+                     else f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
+                     for key, value in advice.transfer_options().items())
+    lines.append(f"try: python -m convlstm_tl.train --transfer {shlex.quote(advice.target)}"
+                 f" --from {shlex.quote(advice.source_run)} {flags}")
     return "\n".join(lines)
 
 

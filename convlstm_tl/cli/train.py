@@ -17,7 +17,7 @@ import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
 from convlstm_tl.config import (
-    ADAPTERS, ADAPTS, CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH, MIN_AUTO_BATCH,
+    ADAPTER_INITS, ADAPTERS, ADAPTS, CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH, MIN_AUTO_BATCH,
     MIN_STEPS_PER_EPOCH, MIXED_PRECISION, MONITORS, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig,
     TrainConfig, TransferConfig,
 )
@@ -32,8 +32,8 @@ _SHARED_KEYS = ("name", "data_dir", "runs_dir", "epochs", "batch_size", "lr", "p
                 "lr_schedule", "refit", "ensemble", "seed", "overwrite", "resume", "distribute", "mixed_precision",
                 "jit")
 _TRANSFER_KEYS = ("strategy", "body_lr", "head_epochs", "normalization", "target_fraction", "target_per_class",
-                  "cache_features", "head_init", "adapter", "adapter_lr", "adapt", "adapt_weight",
-                  "target_weight")
+                  "cache_features", "head_init", "adapter", "adapter_lr", "adapter_init", "adapt",
+                  "adapt_weight", "target_weight")
 _AUGMENT_KEYS = {"augment_scale": "scale", "augment_jitter": "jitter", "augment_time_shift": "time_shift",
                  "augment_spatial_shift": "spatial_shift", "augment_rotate": "rotate"}
 # flag dest -> ModelConfig key (source training only: a transfer takes the source's architecture)
@@ -146,6 +146,11 @@ def parse_args(argv=None):
                                f" to adapter.json (default {transfer_defaults.adapter})")
     transfer.add_argument("--adapter-lr", type=float,
                           help="learning rate of the adapter (default 10 x --lr)")
+    transfer.add_argument("--adapter-init", choices=ADAPTER_INITS,
+                          help="signs: start the adapter from the sign flips of the channels under which the"
+                               " source's head predicts the target's unlabelled training frames most confidently"
+                               " and diversely (a mirrored or flipped sensor; needs the source's classes);"
+                               f" default {transfer_defaults.adapter_init}")
     transfer.add_argument("--adapt", choices=ADAPTS,
                           help="use the target's unlabelled training sequences: adabn re-estimates the restored"
                                " BatchNorm statistics; coral, mmd align source and target body features; dann"

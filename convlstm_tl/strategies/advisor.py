@@ -24,10 +24,29 @@ Two distances are computed:
 "Large" is the number of labelled target training samples per class
 (``>= LARGE_MIN_PER_CLASS``), since what a head can learn depends on the
 examples of each class it sees.
+
+On top of the strategy, :func:`adaptation_options` picks the transfer's
+adapter and unsupervised adaptation (``TransferConfig.adapter`` /
+``adapt``) from the tables at the top of this module:
+
+===============================================  ===========================================
+target                                           strategy and options
+===============================================  ===========================================
+no label (``target_fraction`` 0), frames         ``freeze`` + ``adapter channel``, ``adapt``
+                                                 :data:`UNLABELLED_ADAPT` (``im``)
+no label, tokens                                 ``finetune`` + ``adapt adabn``
+labelled, different                              the strategy above + ``adapt adabn``
+labelled, small, frames, the source's classes    the strategy above + ``adapter channel``
+===============================================  ===========================================
+
+(both of the last two can apply; neither applies to ``scratch``). With no
+label the source's head is kept, so the target must have the source's
+classes in the same order. The rule is provisional: measure it with
+``python -m experiments advise-check --suite experiments/suite.json``.
 """
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +55,7 @@ from convlstm_tl.config import TransferConfig
 from convlstm_tl.data.format import domain_path, find_domain, open_domain
 from convlstm_tl.data.reader import read_labels
 from convlstm_tl.data.subsets import labelled_subset
-from convlstm_tl.errors import DomainFileError
+from convlstm_tl.errors import ConfigError, DomainFileError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +83,39 @@ CASES = {
     (True, False): ("finetune", ("scratch",), "large and different: enough labels to learn the target's own"
                                               " features; fine-tune the whole body, or train from scratch"),
 }
+
+# ---- The adaptation options (see adaptation_options): provisional, to be changed after measurement
+# (python -m experiments advise-check --suite ...). Keys and values are TransferConfig fields.
+#
+# No target label (target_fraction 0): the source's head is kept, so only an adapter or the body can adapt, to the
+# target's unlabelled training data. Frames: a channel adapter in front of the frozen body, trained by this loss.
+UNLABELLED_ADAPT = "im"
+# {input kind: (strategy, options, why this strategy, why these options)}
+UNLABELLED = {
+    "frames": ("freeze", {"adapter": "channel", "adapt": UNLABELLED_ADAPT},
+               "no target label: the source's head is kept and only the adapter adapts to unlabelled target frames",
+               f"adapter channel: a learned channel mixing in front of the frozen body, trained by adapt"
+               f" {UNLABELLED_ADAPT} on the target's unlabelled training frames"),
+    "tokens": ("finetune", {"adapt": "adabn"},
+               "no target label: the source's head is kept and only the body adapts to unlabelled target sequences",
+               "adapt adabn: the body's BatchNorm statistics re-estimated on the target's unlabelled training"
+               " sequences (token ids have no channels to mix)"),
+}
+# A labelled target that is different (PAD above SIMILAR_MAX_PAD), for a strategy that restores the body.
+DIFFERENT_OPTIONS = {"adapt": "adabn"}
+DIFFERENT_WHY = ("the target is different: the restored body's BatchNorm statistics are re-estimated on the target's"
+                 " training data (adapt adabn, no gradient step)")
+# A small labelled target of frames with the source's classes in the same order (same task, other recording):
+# the sensors may be re-placed or mirrored, which a channel mixing undoes with few labels.
+SMALL_SAME_CLASSES_OPTIONS = {"adapter": "channel"}
+SMALL_SAME_CLASSES_WHY = ("a small target with the source's classes is often the same task recorded with sensors"
+                          " re-placed or mirrored: a learned channel mixing in front of the restored body (adapter"
+                          " channel) can undo that from few labels")
+NO_OPTIONS_WHY = "none: the strategy alone (a similar target, and not a small one of frames with the source's classes)"
+# Strategies that restore no body: no adapter or adaptation goes with them.
+NOT_RESTORING = ("scratch",)
+# The TransferConfig fields the tables above may set: advise-check matches a suite's methods on these.
+OPTION_FIELDS = ("adapter", "adapt")
 
 
 @dataclass
@@ -96,16 +148,25 @@ class Advice:
     Attributes:
         strategy: the recommended ``--strategy``.
         alternatives: other strategies the rule also allows.
-        case: ``"small/similar"``, ``"small/different"``, ``"large/similar"``
-            or ``"large/different"``.
+        case: ``"small/similar"``, ``"small/different"``, ``"large/similar"``,
+            ``"large/different"``, or ``"unlabelled/similar"`` /
+            ``"unlabelled/different"`` with no target label.
         reason: one sentence.
         similar: PAD at or below :data:`SIMILAR_MAX_PAD`.
         large: labelled samples per class at or above :data:`LARGE_MIN_PER_CLASS`.
-        n_labelled: labelled target training samples.
+        n_labelled: labelled target training samples (0: none, ``target_fraction`` 0).
         n_classes: the target's classes.
+        options: ``TransferConfig`` settings beyond the strategy (``{"adapter":
+            "channel"}``, ``{"adapt": "adabn"}``; empty when none), see
+            :func:`adaptation_options`.
+        options_reason: why these options (or none).
+        same_classes: the target has the source's classes in the same order.
+        input_kind: ``"frames"`` or ``"tokens"``.
         distance: the :class:`DomainDistance`, or None when given as a number.
         source_run: the source run's path ("" when not from a run).
         target: the target domain.
+        target_fraction: the ``target_fraction`` the advice was asked for (None: not given).
+        target_per_class: or the ``target_per_class``.
     """
 
     strategy: str
@@ -116,9 +177,29 @@ class Advice:
     large: bool
     n_labelled: int
     n_classes: int
+    options: dict = field(default_factory=dict)
+    options_reason: str = ""
+    same_classes: bool = False
+    input_kind: str = "frames"
     distance: DomainDistance | None = None
     source_run: str = ""
     target: str = ""
+    target_fraction: float | None = None
+    target_per_class: int | None = None
+
+    def transfer_options(self):
+        """The advised ``TransferConfig`` settings: strategy, options and the target's size (when given)."""
+        size = {key: value for key, value in (("target_fraction", self.target_fraction),
+                                              ("target_per_class", self.target_per_class)) if value is not None}
+        return {"strategy": self.strategy, **self.options, **size}
+
+    def settings(self):
+        """``[(strategy, options)]``: the advice first, then each alternative with the options the rule gives it."""
+        alternatives = [(strategy, adaptation_options(strategy, labelled=self.n_labelled > 0, similar=self.similar,
+                                                      large=self.large, same_classes=self.same_classes,
+                                                      input_kind=self.input_kind)[1])
+                        for strategy in self.alternatives]
+        return [(self.strategy, dict(self.options)), *alternatives]
 
     def to_dict(self):
         """The advice as JSON-ready data, with the thresholds it used."""
@@ -128,18 +209,61 @@ class Advice:
         return data
 
 
-def recommend(pad, n_labelled, n_classes, *, n_blocks=2):
-    """Apply the four-case rule to a measured distance and a target size.
+def adaptation_options(strategy, *, labelled, similar, large, same_classes, input_kind):
+    """The adapter and adaptation to go with a strategy: the rule of the tables at the top of this module.
+
+    Args:
+        strategy: the strategy of the four-case rule (:data:`CASES`).
+        labelled: whether the transfer has target labels (False: ``target_fraction`` 0).
+        similar: the target is similar to the source (PAD at or below :data:`SIMILAR_MAX_PAD`).
+        large: the target is large (:data:`LARGE_MIN_PER_CLASS` labelled samples per class or more).
+        same_classes: the target has the source's classes in the same order.
+        input_kind: ``"frames"`` or ``"tokens"``.
+
+    Returns:
+        ``(strategy, options, reason)``: the strategy (with no label, the one
+        of :data:`UNLABELLED`), ``TransferConfig`` settings beyond it
+        (``{}`` when none) and why.
+
+    Example:
+
+    >>> adaptation_options("cut:1", labelled=True, similar=False, large=False, same_classes=False,
+    ...                    input_kind="frames")[:2]
+    ('cut:1', {'adapt': 'adabn'})
+    """
+    if not labelled:
+        strategy, options, _, why = UNLABELLED[input_kind]
+        return strategy, dict(options), why
+    options, reasons = {}, []
+    if strategy.split(":")[0] not in NOT_RESTORING:
+        if not similar:
+            options.update(DIFFERENT_OPTIONS)
+            reasons.append(DIFFERENT_WHY)
+        if not large and same_classes and input_kind == "frames":
+            options.update(SMALL_SAME_CLASSES_OPTIONS)
+            reasons.append(SMALL_SAME_CLASSES_WHY)
+    return strategy, options, "; ".join(reasons) or NO_OPTIONS_WHY
+
+
+def recommend(pad, n_labelled, n_classes, *, n_blocks=2, same_classes=False, input_kind="frames"):
+    """Apply the four-case rule and the options rule to a measured distance and a target size.
 
     Args:
         pad: proxy A-distance between source and target, in [0, 2].
-        n_labelled: labelled target training samples.
+        n_labelled: labelled target training samples; 0 means no target label
+            (``target_fraction`` 0).
         n_classes: the target's classes.
         n_blocks: blocks of the source body (a one-block body has nothing to
             cut, so "cut early" is ``freeze``).
+        same_classes: whether the target has the source's classes in the same
+            order (needed with no label: the source's head is kept).
+        input_kind: the domains' ``"frames"`` or ``"tokens"``.
 
     Returns:
         An :class:`Advice` (without ``distance``).
+
+    Raises:
+        ConfigError: no target label, but the target's classes are not the source's.
 
     Example:
 
@@ -147,17 +271,48 @@ def recommend(pad, n_labelled, n_classes, *, n_blocks=2):
     'freeze'
     """
     similar = bool(pad <= SIMILAR_MAX_PAD)
+    likeness = "similar" if similar else "different"
+    labelled = n_labelled > 0
+    if not labelled and not same_classes:
+        raise ConfigError("with no target label (target_fraction 0) the source's head is kept, so the target must"
+                          " have the source's classes in the same order; it has not: give labels (a target_fraction"
+                          " above 0)", field="target_fraction")
     per_class = n_labelled / max(1, n_classes)
     large = bool(per_class >= LARGE_MIN_PER_CLASS)
-    strategy, alternatives, why = CASES[(large, similar)]
-    if strategy == "cut:1" and n_blocks < 2:
-        strategy, alternatives = "freeze", ()
-    size = "large" if large else "small"
-    likeness = "similar" if similar else "different"
-    reason = (f"{n_labelled} labelled samples ({per_class:.0f} per class, {size}: threshold"
-              f" {LARGE_MIN_PER_CLASS}) and PAD {pad:.2f} ({likeness}: threshold {SIMILAR_MAX_PAD}); {why}")
+    pad_text = f"PAD {pad:.2f} ({likeness}: threshold {SIMILAR_MAX_PAD})"
+    if labelled:
+        strategy, alternatives, why = CASES[(large, similar)]
+        if strategy == "cut:1" and n_blocks < 2:
+            strategy, alternatives = "freeze", ()
+        size = "large" if large else "small"
+        reason = (f"{n_labelled} labelled samples ({per_class:.0f} per class, {size}: threshold"
+                  f" {LARGE_MIN_PER_CLASS}) and {pad_text}; {why}")
+    else:
+        strategy, alternatives, size = "", (), "unlabelled"
+    strategy, options, options_reason = adaptation_options(strategy, labelled=labelled, similar=similar, large=large,
+                                                           same_classes=same_classes, input_kind=input_kind)
+    if not labelled:
+        reason = f"no labelled target sample (target_fraction 0) and {pad_text}; {UNLABELLED[input_kind][2]}"
+    _check_rule(strategy, options, labelled=labelled, input_kind=input_kind)
     return Advice(strategy=strategy, alternatives=alternatives, case=f"{size}/{likeness}", reason=reason,
-                  similar=similar, large=large, n_labelled=int(n_labelled), n_classes=int(n_classes))
+                  similar=similar, large=large, n_labelled=int(n_labelled), n_classes=int(n_classes),
+                  options=options, options_reason=options_reason, same_classes=bool(same_classes),
+                  input_kind=input_kind)
+
+
+def _check_rule(strategy, options, *, labelled, input_kind):
+    """The rule's answer is a transfer that would run: a wrong edit of the tables above fails here, not later."""
+    try:
+        unknown = sorted(set(options) - set(OPTION_FIELDS))
+        if unknown:
+            raise ConfigError(f"{unknown} not in OPTION_FIELDS {OPTION_FIELDS}")
+        if options.get("adapter", "none") != "none" and input_kind != "frames":
+            raise ConfigError(f"adapter {options['adapter']} mixes the channels of frames, not {input_kind}")
+        TransferConfig(target="target", source_run="source", strategy=strategy,
+                       target_fraction=None if labelled else 0.0, **options).validate()
+    except ConfigError as error:
+        raise RuntimeError(f"the advisor's rule gives a transfer that cannot run (strategy {strategy}, options"
+                           f" {options}): {error}; fix the tables in {__name__}") from None
 
 
 def proxy_a_distance(source_features, target_features, *, folds=CV_FOLDS, seed=0):
@@ -257,8 +412,9 @@ def domain_distance(source, target_info, *, data_dir=None, normalization="target
                                         n_classes=target_info.n_classes, **inputs)
     rng = np.random.default_rng(seed)
     features = []
-    for model, path in ((source.model, source_domain_path(source, data_dir)), (target_model, target_info.path)):
-        n = len(read_labels(path, "train")[0])
+    source_path = source_domain_path(source, data_dir)
+    sizes = (len(read_labels(source_path, "train")[0]), target_info.split_sizes["train"])  # no target label read
+    for model, path, n in ((source.model, source_path, sizes[0]), (target_model, target_info.path, sizes[1])):
         indices = np.sort(rng.choice(n, size=min(n, max_samples), replace=False))
         features.append(pooled_features(model, path, indices=indices))
     pad, error = proxy_a_distance(*features, seed=seed)
@@ -282,25 +438,74 @@ def source_domain_path(source, data_dir=None):
 
 
 def labelled_count(target_info, *, target_fraction=None, target_per_class=None, seed=0):
-    """How many labelled training samples a transfer with these options uses (whole recordings kept)."""
+    """How many labelled training samples a transfer with these options uses (whole recordings kept).
+
+    0 for ``target_fraction`` 0, without reading a label.
+    """
+    if target_fraction == 0:
+        return 0
     indices, _ = labelled_subset(target_info.path, fraction=target_fraction, per_class=target_per_class, seed=seed)
     return len(indices)
+
+
+def same_classes(source, target_info):
+    """Whether ``target_info`` has the classes of the source run ``source``, in the same order (names as strings)."""
+    return list(source.class_names) == [str(name) for name in target_info.class_names]
+
+
+# What check_advice_options checks a target_fraction of 0 with: a transfer with no label needs an adapt, but which
+# one is the advisor's answer, so "what if I have no label?" is checked with one the default strategy accepts.
+PROBE_ADAPT = "adabn"
 
 
 def check_advice_options(source_run, target, *, target_fraction=None, target_per_class=None,
                          normalization="target", seed=0):
     """Refuse options a transfer with the same settings would refuse: the rule is the transfer config's.
 
+    ``target_fraction`` 0 (no target label) is a fair question to the
+    advisor: its answer sets the adaptation such a transfer needs.
+
     Raises:
         ConfigError: naming the field.
     """
     TransferConfig(target=target, source_run=str(source_run), target_fraction=target_fraction,
-                   target_per_class=target_per_class, normalization=normalization, seed=seed).validate()
+                   target_per_class=target_per_class, normalization=normalization, seed=seed,
+                   adapt=PROBE_ADAPT if target_fraction == 0 else "none").validate()
+
+
+def advice_for(source, target_info, distance, *, target_fraction=None, target_per_class=None, seed=0):
+    """The advice for a loaded source run and target, from a distance measured before.
+
+    Args:
+        source: a loaded :class:`convlstm_tl.runs.resolve.Run`.
+        target_info: the target's :class:`~convlstm_tl.data.format.DomainInfo`.
+        distance: the :class:`DomainDistance` between them (:func:`domain_distance`).
+        target_fraction: the fraction of the target's labels the transfer
+            will use; 0: none.
+        target_per_class: or that many samples per class.
+        seed: seed of the labelled subset (the same as the transfer's).
+
+    Returns:
+        An :class:`Advice` with its ``distance``, source run, target and size.
+
+    Raises:
+        ConfigError: ``target_fraction`` 0 and the target's classes are not the source's.
+    """
+    n_labelled = labelled_count(target_info, target_fraction=target_fraction, target_per_class=target_per_class,
+                                seed=seed)
+    advice = recommend(distance.pad, n_labelled, target_info.n_classes, n_blocks=source.n_blocks,
+                       same_classes=same_classes(source, target_info), input_kind=target_info.kind)
+    advice.distance = distance
+    advice.source_run = str(source.path)
+    advice.target = target_info.domain
+    advice.target_fraction = target_fraction
+    advice.target_per_class = target_per_class
+    return advice
 
 
 def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", target_fraction=None,
                     target_per_class=None, normalization="target", seed=0, distance=None):
-    """Recommend a transfer strategy from ``source_run`` to the domain ``target``.
+    """Recommend a transfer strategy, and its adapter and adaptation, from ``source_run`` to the domain ``target``.
 
     Args:
         source_run: a run name in ``runs_dir`` or a path (a source or pretraining run).
@@ -308,7 +513,9 @@ def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", targe
         data_dir: folder of domain files.
         runs_dir: folder of runs.
         target_fraction: the fraction of the target's labels the transfer
-            will use (sizes the target like ``--target-fraction``).
+            will use (sizes the target like ``--target-fraction``); 0: no
+            label at all (the target must have the source's classes in the
+            same order).
         target_per_class: or that many samples per class.
         normalization: see :func:`domain_distance`.
         seed: seed of the sampling (the same as the transfer's).
@@ -325,13 +532,15 @@ def advise_transfer(source_run, target, *, data_dir=None, runs_dir="runs", targe
     source = load_run(source_run, runs_dir)
     source.check_single_model("the advisor")
     target_info = open_domain(find_domain(target, data_dir))
+    if target_fraction == 0 and not same_classes(source, target_info):
+        # Before the distance is measured: with no label the source's head is kept.
+        raise ConfigError(f"target_fraction 0 keeps the source's head, so the target must have the source's classes"
+                          f" in the same order; source run {source.name} has {source.class_names},"
+                          f" {target_info.domain} {list(target_info.class_names)}", field="target_fraction")
     if distance is None:
         distance = domain_distance(source, target_info, data_dir=data_dir, normalization=normalization, seed=seed)
-    n_labelled = labelled_count(target_info, target_fraction=target_fraction, target_per_class=target_per_class,
-                                seed=seed)
-    advice = recommend(distance.pad, n_labelled, target_info.n_classes, n_blocks=source.n_blocks)
-    advice.distance = distance
-    advice.source_run = str(source.path)
-    advice.target = target_info.domain
-    log.info("advice for %s -> %s: %s (%s)", source.path.name, target, advice.strategy, advice.case)
+    advice = advice_for(source, target_info, distance, target_fraction=target_fraction,
+                        target_per_class=target_per_class, seed=seed)
+    log.info("advice for %s -> %s: %s %s (%s)", source.path.name, target, advice.strategy, advice.options,
+             advice.case)
     return advice

@@ -16,13 +16,25 @@ which training model (:func:`paired_options`, for
 :func:`convlstm_tl.models.paired.paired_model`).
 """
 
+import itertools
+import logging
+
 import numpy as np
 
 from convlstm_tl.config import ALIGNMENT_ADAPTS
 from convlstm_tl.data.paired import FrameRescaling, PairedSequence, ValidationInputs
 from convlstm_tl.data.sequence import DomainSequence
+from convlstm_tl.models.adaptation import information_loss
 from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.training.inputs import class_weights
+
+
+log = logging.getLogger(__name__)
+
+# Sign search: every pattern up to this many channels (2^C starts), a greedy search of single flips beyond.
+EXHAUSTIVE_SIGN_CHANNELS = 8
+# Target frames the sign search scores on (a seeded subset of the training split).
+SIGN_SEARCH_SAMPLES = 1024
 
 
 def uses_paired_model(plan):
@@ -134,3 +146,69 @@ def adapter_record(model):
             "bias": np.round(bias, 6).tolist(), "diagonal": np.round(np.diag(kernel), 6).tolist(),
             "nearest_signed_permutation": [[int(i), int(sign)] for i, sign in zip(strongest, signs)],
             "distance_from_identity": round(float(np.linalg.norm(kernel - identity)), 6)}
+
+
+def choose_adapter_signs(model, source_head, frames, *, seed=0):
+    """Start ``model``'s adapter from the channel sign flips the source's head finds most informative on ``frames``.
+
+    A sensor worn mirrored, or mounted the other way round, flips the sign
+    of some channels; a gradient step from the identity would have to cross
+    zero to undo it, which a few labels rarely pay for. Instead each pattern
+    of signs ``s`` (every one up to :data:`EXHAUSTIVE_SIGN_CHANNELS`
+    channels, else a greedy search of single flips) is scored by the
+    information maximization loss (:func:`convlstm_tl.models.adaptation.information_loss`)
+    of the source's head's predictions on the target's unlabelled frames
+    with the adapter set to ``diag(s)``: low when the predictions are
+    confident and spread over the classes. No label is read. The adapter
+    then starts from the best pattern (the identity on a tie).
+
+    Args:
+        model: the transfer model, with an ``adapter``.
+        source_head: the source run's head weights, one list per head layer
+            (used for scoring only; the model's own head is left as it was).
+        frames: the target's unlabelled training frames, ``(N, T, H, W, C)``.
+        seed: seed of the subset scored when there are more frames than
+            :data:`SIGN_SEARCH_SAMPLES`.
+
+    Returns:
+        The search's record for ``adapter.json``: the chosen signs, its
+        score and the identity's, and how many patterns were scored.
+    """
+    frames = np.asarray(frames)
+    if len(frames) > SIGN_SEARCH_SAMPLES:
+        frames = frames[np.sort(np.random.default_rng(seed).choice(len(frames), SIGN_SEARCH_SAMPLES, replace=False))]
+    backbone = Backbone(model)
+    adapter, head_layers = backbone.adapter, backbone.head_layers
+    kept = [layer.get_weights() for layer in head_layers]
+    for layer, weights in zip(head_layers, source_head):
+        layer.set_weights(weights)
+    channels = adapter.get_weights()[0].shape[0]
+    scores = {}
+
+    def score(signs):
+        if signs not in scores:
+            adapter.set_weights([np.diag(signs).astype(np.float32), np.zeros(channels, np.float32)])
+            probabilities = model.predict(frames, batch_size=256, verbose=0)
+            scores[signs] = float(information_loss(probabilities))
+        return scores[signs]
+
+    identity = (1,) * channels
+    if channels <= EXHAUSTIVE_SIGN_CHANNELS:
+        best = min(itertools.product((1, -1), repeat=channels), key=lambda signs: (score(signs), signs != identity))
+    else:
+        best = identity
+        while True:
+            flips = [tuple(-s if i == j else s for j, s in enumerate(best)) for i in range(channels)]
+            candidate = min(flips, key=score)
+            if score(candidate) >= score(best):
+                break
+            best = candidate
+    adapter.set_weights([np.diag(best).astype(np.float32), np.zeros(channels, np.float32)])
+    for layer, weights in zip(head_layers, kept):
+        layer.set_weights(weights)
+    log.info("adapter starts from signs %s (information loss %.4f; identity %.4f; %d patterns scored)",
+             best, score(best), score(identity), len(scores))
+    return {"objective": "information maximization of the source head's predictions on the target's unlabelled"
+                         " training frames (lower is better)",
+            "signs": list(best), "score": round(score(best), 6), "identity_score": round(score(identity), 6),
+            "patterns_scored": len(scores), "samples": int(len(frames))}

@@ -142,7 +142,12 @@ def _check_adaptation_fits(config, source, target_info):
     if config.adapter != "none" and target_info.kind != "frames":
         raise ConfigError(f"adapter {config.adapter} mixes the channels of frames, but {target_info.domain} holds"
                           f" {target_info.kind}; leave the adapter out", field="adapter")
-    if config.unlabelled and list(source.class_names) != [str(name) for name in target_info.class_names]:
+    same_classes = list(source.class_names) == [str(name) for name in target_info.class_names]
+    if config.adapter_init == "signs" and not same_classes:
+        raise ConfigError(f"adapter_init signs scores sign flips with the source's head, so the target must have the"
+                          f" source's classes in the same order; source run {source.name} has {source.class_names},"
+                          f" {target_info.domain} {list(target_info.class_names)}", field="adapter_init")
+    if config.unlabelled and not same_classes:
         raise ConfigError(f"target_fraction 0 keeps the source's head, so the target must have the source's classes"
                           f" in the same order; source run {source.name} has {source.class_names}, {target_info.domain}"
                           f" {list(target_info.class_names)}", field="target_fraction")

@@ -30,7 +30,8 @@ from convlstm_tl.strategies.recipe import (
 )
 from convlstm_tl.training.adabn import adapt_batch_norm
 from convlstm_tl.training.adaptation import (
-    adapter_record, paired_options, paired_sequences, source_rescaling, target_frames, uses_paired_model,
+    SIGN_SEARCH_SAMPLES, adapter_record, choose_adapter_signs, paired_options, paired_sequences, source_rescaling,
+    target_frames, uses_paired_model,
 )
 from convlstm_tl.training.checkpoint import Checkpoint
 from convlstm_tl.training.ensemble import Member, combined_model, ensemble_record, train_members
@@ -83,7 +84,7 @@ def run_transfer(plan, *, verbose="auto"):
         # Without target labels the statistics are still the target's: of all its training frames.
         inputs = transfer_inputs(source, target_info, normalization=config.normalization,
                                  indices=None if config.unlabelled else train_indices)
-        model, adabn = _build(plan, source, inputs, distribution)
+        model, adabn, sign_search = _build(plan, source, inputs, distribution)
         use_cache = (config.cache_features and strategy.body_frozen_throughout and not config.augment.active
                      and config.adapter == "none" and not uses_paired_model(plan))
 
@@ -159,7 +160,7 @@ def run_transfer(plan, *, verbose="auto"):
                 extras["adabn"] = adabn
             adapter = adapter_record(first.model)
             if adapter is not None:
-                save_json(run.path / "adapter.json", adapter)
+                save_json(run.path / "adapter.json", {**adapter, "start": sign_search or "identity"})
             ensemble = ensemble_record(members, path, target_info, batch_size=config.batch_size)
             if ensemble is not None:
                 extras["ensemble"] = ensemble
@@ -169,12 +170,13 @@ def run_transfer(plan, *, verbose="auto"):
 
 
 def _build(plan, source, inputs, distribution):
-    """The target model by the recipe, and what AdaBN changed (None without it).
+    """The target model by the recipe, what AdaBN changed, and the adapter's sign search (each None without it).
 
     The body is restored, with an adapter if asked; the head is new, or the
-    source's (``head_init source``, and always without target labels); with
-    ``adapt adabn`` the restored BatchNorm statistics are then re-estimated
-    on the target's training frames.
+    source's (``head_init source``, and always without target labels). With
+    ``adapter_init signs`` the adapter starts from the channel signs chosen
+    on the target's unlabelled training frames; with ``adapt adabn`` the
+    restored BatchNorm statistics are then re-estimated on those frames.
     """
     config, strategy, target_info = plan.config, plan.strategy, plan.target_info
     with distribute.scope(distribution), dtype_policy(config.mixed_precision):
@@ -182,10 +184,17 @@ def _build(plan, source, inputs, distribution):
                                      n_classes=target_info.n_classes, adapter=config.adapter == "channel", **inputs)
     if config.head_init == "source" or config.unlabelled:
         init_head_from_source(model, source, strategy, target_info.class_names)
-    adabn = None
+    search = adabn = None
+    if config.adapter_init == "signs":
+        n_train = target_info.split_sizes["train"]
+        chosen = np.sort(np.random.default_rng(config.seed).choice(
+            n_train, min(n_train, SIGN_SEARCH_SAMPLES), replace=False))
+        frames = DomainSequence(target_info.path, "train", batch_size=256, indices=chosen, with_labels=False)
+        source_head = [source.model.get_layer(layer.name).get_weights() for layer in Backbone(model).head_layers]
+        search = choose_adapter_signs(model, source_head, np.concatenate([frames[i] for i in range(len(frames))]))
     if config.adapt == "adabn":
         adabn = adapt_batch_norm(model, target_frames(plan, shuffle=False))
-    return model, adabn
+    return model, adabn, search
 
 
 def _trained_phases(plan):
