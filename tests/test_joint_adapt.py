@@ -174,6 +174,25 @@ def test_the_adapter_learns_a_mirrored_sensor(world):
     assert model.evaluate(target, verbose=0, return_dict=True)["accuracy"] > before
 
 
+@pytest.mark.slow
+def test_the_sign_search_finds_the_mirror_without_a_label(world):
+    """With no target label, the adapter's start is the sign flip that makes the source's head informative."""
+    runs = {init: _transfer(world, strategy="freeze", adapter="channel", adapter_init=init, adapt="adabn",
+                            target_fraction=0.0, name=f"signs-{init}") for init in ("identity", "signs")}
+    start = json.loads((runs["signs"].run_dir / "adapter.json").read_text())["start"]
+    assert start["signs"][0] == -1 and start["patterns_scored"] == 8
+    assert start["score"] < start["identity_score"]
+    assert json.loads((runs["identity"].run_dir / "adapter.json").read_text())["start"] == "identity"
+    assert runs["signs"].metrics["accuracy"] > runs["identity"].metrics["accuracy"]
+
+
+def test_the_sign_search_needs_an_adapter_and_the_sources_classes(world):
+    with pytest.raises(ConfigError, match="add adapter channel"):
+        TransferConfig(target="T", source_run="S", adapter_init="signs").validate()
+    with pytest.raises(ConfigError, match="source's classes"):
+        _transfer(world, target="Two", adapter="channel", adapter_init="signs", target_fraction=0.5)
+
+
 # ---------------------------------------------------------- joint training
 
 
