@@ -60,18 +60,22 @@ def test_one_block_body_has_nothing_to_cut():
 # ------------------------------------------------------------------ the options rule
 
 
+UNLABELLED_FRAMES = {"adapter": "channel", "adapter_init": "signs", "adapt": UNLABELLED_ADAPT}
+SMALL_SAME_CLASSES = {"adapter": "channel", "adapter_init": "signs", "head_init": "source", "adapt": "adabn"}
+
+
 @pytest.mark.parametrize("pad, n_labelled, same_classes, kind, strategy, options, case", [
     # No target label: the source's head is kept; frames get a channel adapter trained on the unlabelled frames.
-    (NEAR, 0, True, "frames", "freeze", {"adapter": "channel", "adapt": UNLABELLED_ADAPT}, "unlabelled/similar"),
-    (FAR, 0, True, "frames", "freeze", {"adapter": "channel", "adapt": UNLABELLED_ADAPT}, "unlabelled/different"),
+    (NEAR, 0, True, "frames", "freeze", UNLABELLED_FRAMES, "unlabelled/similar"),
+    (FAR, 0, True, "frames", "freeze", UNLABELLED_FRAMES, "unlabelled/different"),
     (FAR, 0, True, "tokens", "finetune", {"adapt": "adabn"}, "unlabelled/different"),
     # Different: BatchNorm statistics re-estimated on the target.
     (FAR, LARGE, True, "frames", "finetune", {"adapt": "adabn"}, "large/different"),
     (FAR, SMALL, False, "frames", "cut:1", {"adapt": "adabn"}, "small/different"),
     (FAR, SMALL, True, "tokens", "cut:1", {"adapt": "adabn"}, "small/different"),
     # Small, frames, the source's classes: a channel adapter (and with a different target adabn too).
-    (NEAR, SMALL, True, "frames", "freeze", {"adapter": "channel"}, "small/similar"),
-    (FAR, SMALL, True, "frames", "cut:1", {"adapt": "adabn", "adapter": "channel"}, "small/different"),
+    (NEAR, SMALL, True, "frames", "freeze", SMALL_SAME_CLASSES, "small/similar"),
+    (FAR, SMALL, True, "frames", "freeze", SMALL_SAME_CLASSES, "small/different"),
     # None: similar and large; small but other classes, or tokens.
     (NEAR, LARGE, True, "frames", "finetune", {}, "large/similar"),
     (NEAR, SMALL, False, "frames", "freeze", {}, "small/similar"),
@@ -87,7 +91,7 @@ def test_options_rule(pad, n_labelled, same_classes, kind, strategy, options, ca
         assert advice.alternatives == () and advice.n_labelled == 0 and not advice.large
         assert "no target label: the source's head is kept and only the" in advice.reason
         assert ("adapter adapts to unlabelled target frames" if kind == "frames" else "body adapts") in advice.reason
-    if "adapt" in options and n_labelled:
+    if "adapt" in options and n_labelled and "adapter" not in options:
         assert "BatchNorm statistics are re-estimated on the target" in advice.options_reason
     if "adapter" in options and n_labelled:
         assert "sensors re-placed or mirrored" in advice.options_reason
@@ -143,14 +147,15 @@ def _advice(**size):
 
 def test_format_advice_prints_the_options_and_the_full_command():
     text = format_advice(_advice(target_fraction=0))
-    assert f"options: adapter channel, adapt {UNLABELLED_ADAPT}" in text.splitlines()
+    assert f"options: adapter channel, adapter_init signs, adapt {UNLABELLED_ADAPT}" in text.splitlines()
     assert "why: no labelled target sample (target_fraction 0)" in text and "the source's head is kept" in text
-    assert f"why these options: adapter channel: a learned channel mixing in front of the frozen body, trained by" \
-        f" adapt {UNLABELLED_ADAPT}" in text
+    assert "why these options: adapter channel started from the channel signs" in text
     assert text.splitlines()[-1] == ("try: python -m convlstm_tl.train --transfer ms --from runs/St --strategy freeze"
-                                     f" --adapter channel --adapt {UNLABELLED_ADAPT} --target-fraction 0")
+                                     f" --adapter channel --adapter-init signs --adapt {UNLABELLED_ADAPT}"
+                                     " --target-fraction 0")
     assert format_advice(_advice(target_per_class=10)).splitlines()[-1].endswith(
-        "--strategy freeze --adapter channel --target-per-class 10")
+        "--strategy freeze --adapter channel --adapter-init signs --head-init source --adapt adabn"
+        " --target-per-class 10")
     plain = _advice(target_fraction=0.25)
     plain.options = {}
     assert format_advice(plain).splitlines()[-1].endswith("--from runs/St --strategy freeze --target-fraction 0.25")
@@ -159,8 +164,8 @@ def test_format_advice_prints_the_options_and_the_full_command():
 
 def test_to_dict_has_the_options():
     data = json.loads(json.dumps(_advice(target_fraction=0).to_dict()))
-    assert data["options"] == {"adapter": "channel", "adapt": UNLABELLED_ADAPT}
-    assert data["options_reason"].startswith("adapter channel: ") and data["target_fraction"] == 0
+    assert data["options"] == UNLABELLED_FRAMES
+    assert data["options_reason"].startswith("adapter channel started from") and data["target_fraction"] == 0
     assert data["same_classes"] is True and data["input_kind"] == "frames"
 
 
@@ -240,10 +245,12 @@ def test_advise_on_tiny_domains(tmp_path, capsys):
 
 # ------------------------------------------------------------------ advise-check on a suite
 
+ADVISED = "adapter channel, adapter_init signs, head_init source, adapt adabn"
+
 SUITE_SOURCE = {"domain": "Tiny", "config": {"epochs": 1, "model": {"filters": [4, 4], "head_units": 8}}}
 # A variant with an option the advisor does not set comes first: the plain method stands for the advice.
 SUITE_METHODS = ["freeze", {"freeze+adapter+lr": {"strategy": "freeze", "adapter": "channel", "lr": 0.01}},
-                 {"freeze+adapter": {"strategy": "freeze", "adapter": "channel"}},
+                 {"freeze+adapter": {"strategy": "freeze", **SMALL_SAME_CLASSES}},
                  {"cut+adabn": {"strategy": "cut:1", "adapt": "adabn"}}, "finetune"]
 # Mean accuracy per (method, fraction): freeze+adapter best at 50%, finetune at 100%.
 SUITE_ACCURACY = {"freeze": (0.6, 0.7), "freeze+adapter+lr": (0.5, 0.6), "freeze+adapter": (0.9, 0.75),
@@ -311,19 +318,19 @@ def test_advise_check_on_a_suite_compares_strategy_and_options(tmp_path, monkeyp
     assert check.mode == "suite" and check.unfinished == ("q",)
     assert [(r["pair"], r["size"], r["n_labelled"], r["advised"], r["options"], r["advised_setting"], r["best"],
              r["hit"]) for r in check.rows] == [
-        ("p", "0.5", 24, "freeze", "adapter channel", "freeze+adapter", "freeze+adapter", True),
-        ("p", "1.0", 48, "freeze", "adapter channel", "freeze+adapter", "finetune", False)]
+        ("p", "0.5", 24, "freeze", ADVISED, "freeze+adapter", "freeze+adapter", True),
+        ("p", "1.0", 48, "freeze", ADVISED, "freeze+adapter", "finetune", False)]
     assert check.rows[1]["regret"] == pytest.approx(0.2) and check.rows[0]["regret"] == 0
     assert (check.hit_rate, check.allowed_hit_rate, check.mean_regret) == (0.5, 0.5, pytest.approx(0.1))
     text = advice_markdown(suite, check)
-    assert "| p | 0 | 0.5 | 24 |" in text and "freeze + adapter channel = `freeze+adapter`" in text
+    assert "| p | 0 | 0.5 | 24 |" in text and f"freeze + {ADVISED} = `freeze+adapter`" in text
     assert "Hit rate: 50% (1 of 2 measured advice)" in text and "not checked: q" in text
 
-    # Different: cut:1 + adabn + adapter channel, a method the pair does not have: not in the suite, not a miss.
-    _fake_source_and_distance(monkeypatch, FAR)
+    # Advice of a method the pair does not have: not in the suite, not a miss.
+    monkeypatch.setattr(advisor, "SMALL_SAME_CLASSES_OPTIONS", {"adapter": "channel", "adapt": "coral"})
     check = check_suite_advice(suite, runs_dir=runs, data_dir=data, pairs=["p"])
     assert [(r["advised"], r["options"], r["advised_setting"], r["hit"]) for r in check.rows] == [
-        ("cut:1", "adapt adabn, adapter channel", "", None)] * 2
+        ("freeze", "adapter channel, adapt coral", "", None)] * 2
     assert all(math.isnan(r["regret"]) for r in check.rows) and math.isnan(check.hit_rate)
     assert check.unfinished == () and "not in the suite" in advice_markdown(suite, check)
 
@@ -333,7 +340,7 @@ def test_advise_check_on_a_suite_compares_strategy_and_options(tmp_path, monkeyp
     assert "# Advisor check: suite tiny" in capsys.readouterr().out
     with open(runs / "tiny" / "advice.csv", newline="") as f:
         written = list(csv.DictReader(f))
-    assert [(row["pair"], row["advised"], row["hit"], row["regret"]) for row in written] == [("p", "cut:1", "", "")] * 2
+    assert [(row["pair"], row["advised"], row["hit"], row["regret"]) for row in written] == [("p", "freeze", "", "")] * 2
     for argv, message in [
         (["advise-check", str(path)], f"advise-check takes a grid file, or a suite with --suite {path}"),
         (["advise-check"], "give a grid file (GRID.json), or a suite with --suite"),

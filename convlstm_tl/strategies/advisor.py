@@ -89,13 +89,17 @@ CASES = {
 #
 # No target label (target_fraction 0): the source's head is kept, so only an adapter or the body can adapt, to the
 # target's unlabelled training data. Frames: a channel adapter in front of the frozen body, trained by this loss.
-UNLABELLED_ADAPT = "im"
+UNLABELLED_ADAPT = "adabn"
 # {input kind: (strategy, options, why this strategy, why these options)}
+# Measured on watch St -> ms as recorded (the left arm's axes flipped), no ms label, seeds 0-2 (README, "Adapt"):
+# the sign search then adabn, no gradient step, beat every alignment loss trained from the identity and the
+# same start trained further by im.
 UNLABELLED = {
-    "frames": ("freeze", {"adapter": "channel", "adapt": UNLABELLED_ADAPT},
+    "frames": ("freeze", {"adapter": "channel", "adapter_init": "signs", "adapt": UNLABELLED_ADAPT},
                "no target label: the source's head is kept and only the adapter adapts to unlabelled target frames",
-               f"adapter channel: a learned channel mixing in front of the frozen body, trained by adapt"
-               f" {UNLABELLED_ADAPT} on the target's unlabelled training frames"),
+               f"adapter channel started from the channel signs that make the source's head most informative on"
+               f" the target's unlabelled frames (adapter_init signs), and adapt {UNLABELLED_ADAPT}: BatchNorm"
+               f" statistics re-estimated on them"),
     "tokens": ("finetune", {"adapt": "adabn"},
                "no target label: the source's head is kept and only the body adapts to unlabelled target sequences",
                "adapt adabn: the body's BatchNorm statistics re-estimated on the target's unlabelled training"
@@ -106,16 +110,19 @@ DIFFERENT_OPTIONS = {"adapt": "adabn"}
 DIFFERENT_WHY = ("the target is different: the restored body's BatchNorm statistics are re-estimated on the target's"
                  " training data (adapt adabn, no gradient step)")
 # A small labelled target of frames with the source's classes in the same order (same task, other recording):
-# the sensors may be re-placed or mirrored, which a channel mixing undoes with few labels.
-SMALL_SAME_CLASSES_OPTIONS = {"adapter": "channel"}
+# the sensors may be re-placed or mirrored. The body is then kept whole and frozen (not cut: the source's head,
+# which scores the adapter's sign search and starts the new head, reads the whole body's features).
+SMALL_SAME_CLASSES_STRATEGY = "freeze"
+SMALL_SAME_CLASSES_OPTIONS = {"adapter": "channel", "adapter_init": "signs", "head_init": "source", "adapt": "adabn"}
 SMALL_SAME_CLASSES_WHY = ("a small target with the source's classes is often the same task recorded with sensors"
-                          " re-placed or mirrored: a learned channel mixing in front of the restored body (adapter"
-                          " channel) can undo that from few labels")
+                          " re-placed or mirrored: a channel adapter started from the best channel signs, the"
+                          " source's head and BatchNorm statistics of the target, in front of the frozen body"
+                          " (watch St -> ms as recorded, 10% of the labels: see the README)")
 NO_OPTIONS_WHY = "none: the strategy alone (a similar target, and not a small one of frames with the source's classes)"
 # Strategies that restore no body: no adapter or adaptation goes with them.
 NOT_RESTORING = ("scratch",)
 # The TransferConfig fields the tables above may set: advise-check matches a suite's methods on these.
-OPTION_FIELDS = ("adapter", "adapt")
+OPTION_FIELDS = ("adapter", "adapter_init", "head_init", "adapt")
 
 
 @dataclass
@@ -240,7 +247,7 @@ def adaptation_options(strategy, *, labelled, similar, large, same_classes, inpu
             options.update(DIFFERENT_OPTIONS)
             reasons.append(DIFFERENT_WHY)
         if not large and same_classes and input_kind == "frames":
-            options.update(SMALL_SAME_CLASSES_OPTIONS)
+            strategy, options, reasons = SMALL_SAME_CLASSES_STRATEGY, dict(SMALL_SAME_CLASSES_OPTIONS), []
             reasons.append(SMALL_SAME_CLASSES_WHY)
     return strategy, options, "; ".join(reasons) or NO_OPTIONS_WHY
 
