@@ -228,8 +228,9 @@ def test_advise_on_tiny_domains(tmp_path, capsys):
     assert main(["--source", "Tiny", "--target", "Tiny", "--target-fraction", "0", "--data-dir", str(data),
                  "--runs-dir", str(runs), "--quiet"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[1] == f"options: adapter channel, adapt {UNLABELLED_ADAPT}"
-    assert printed[-1].endswith(f"--strategy freeze --adapter channel --adapt {UNLABELLED_ADAPT} --target-fraction 0")
+    assert printed[1] == f"options: adapter channel, adapter_init signs, adapt {UNLABELLED_ADAPT}"
+    assert printed[-1].endswith(f"--strategy freeze --adapter channel --adapter-init signs --adapt {UNLABELLED_ADAPT}"
+                                " --target-fraction 0")
     unlabelled = advise_transfer("Tiny", "Tiny", data_dir=str(data), runs_dir=str(runs), target_fraction=0,
                                  distance=near.distance)
     assert unlabelled.n_labelled == 0 and unlabelled.same_classes and unlabelled.case.startswith("unlabelled/")

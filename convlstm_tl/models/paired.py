@@ -53,27 +53,38 @@ class SourceClassification(keras.layers.Layer):
         return input_shapes[0]
 
 
-def source_head(model, n_classes, source_model=None):
-    """A head for the source's classes (joint training when they differ from the target's), as a callable.
+class SourceHead:
+    """A head for the source's classes, for joint training when they are not the target's.
 
-    The layers mirror the classifier's head (pool, dense, dropout, softmax);
-    with ``source_model``, they start from its head's weights.
+    Its layers mirror the classifier's head (pool, dense, dropout, softmax)
+    under names of their own (``source_head_*``); they live in the paired
+    training model only, never in the saved classifier.
+
+    Args:
+        model: the classifier, whose head's sizes it copies.
+        n_classes: the source's classes.
     """
-    template = {layer.name: layer for layer in Backbone(model).head_layers}
-    dense = template["head_dense"]
-    layers = [keras.layers.GlobalAveragePooling3D(name="source_head_pool"),
-              keras.layers.Dense(dense.units, activation="relu", name="source_head_dense"),
-              keras.layers.Dropout(template["head_dropout"].rate, name="source_head_dropout"),
-              keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="source_head_softmax")]
 
-    def apply(features):
+    def __init__(self, model, n_classes):
+        template = {layer.name: layer for layer in Backbone(model).head_layers}
+        self.layers = [
+            keras.layers.GlobalAveragePooling3D(name="source_head_pool"),
+            keras.layers.Dense(template["head_dense"].units, activation="relu", name="source_head_dense"),
+            keras.layers.Dropout(template["head_dropout"].rate, name="source_head_dropout"),
+            keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="source_head_softmax"),
+        ]
+
+    def __call__(self, features):
         x = features
-        for layer in layers:
+        for layer in self.layers:
             x = layer(x)
         return x
 
-    apply.layers = layers
-    return apply
+    def copy_from(self, source_model):
+        """Take the weights of ``source_model``'s head (the layers must be built: call the head first)."""
+        for layer in self.layers:
+            if layer.weights:
+                layer.set_weights(source_model.get_layer(layer.name.replace("source_", "", 1)).get_weights())
 
 
 def paired_model(model, *, with_source=False, source_labels=False, source_classes=None, source_model=None,
@@ -87,7 +98,7 @@ def paired_model(model, *, with_source=False, source_labels=False, source_classe
             the source batch's classification loss (joint training).
         source_classes: the source's number of classes when they are not the
             target's: the source batch is then classified by a head of its
-            own (:func:`source_head`, from ``source_model``'s head); None
+            own (:class:`SourceHead`, from ``source_model``'s head); None
             shares the classifier's head.
         source_model: the source run's classifier (for the source head's start).
         align: ``"coral"``, ``"mmd"`` or ``"dann"``: add that alignment loss
@@ -127,10 +138,10 @@ def paired_model(model, *, with_source=False, source_labels=False, source_classe
             if source_classes is None:
                 source_probabilities = head(source_features)
             else:
-                classify = source_head(model, source_classes)
+                classify = SourceHead(model, source_classes)
                 source_probabilities = classify(source_features)
                 if source_model is not None:
-                    _copy_head(source_model, classify.layers)
+                    classify.copy_from(source_model)
             outputs = SourceClassification(name="source_classification")(
                 [outputs, source_probabilities, inputs["source_labels"], inputs["source_weights"]])
     if align == "im":
@@ -146,10 +157,3 @@ def paired_model(model, *, with_source=False, source_labels=False, source_classe
         outputs = alignment([outputs, *pooled])
     return keras.Model(inputs, outputs, name="paired_training")
 
-
-def _copy_head(source_model, layers):
-    """Start a source head's dense layers from the source classifier's head."""
-    for layer in layers:
-        if layer.weights:
-            original = source_model.get_layer(layer.name.replace("source_", "", 1))
-            layer.set_weights(original.get_weights())
