@@ -239,12 +239,15 @@ def _train_phases(model, plan, source, train, val, use_cache, verbose, *, checkp
                 result = fit_again(trained, train, selected[index], checkpoint=checkpoint, phase=first + index,
                                    verbose=verbose)
             else:
-                # Started from the source's head, the untrained model is a candidate: a few target
-                # labels must not make it worse than the source model already is.
+                # The untrained model is a candidate when it is already a whole model whose validation
+                # measure means what the trained ones' does: started from the source's head, a few target
+                # labels must not make it worse than the source model already is; without target labels,
+                # when validation measures the whole objective (see paired_options).
+                whole_objective = options is not None and options["align_in_validation"]
                 result = fit(trained, train, val, epochs=phase.epochs if phase.epochs is not None else epochs_left,
                              patience=config.patience, monitor=config.monitor, lr_schedule=config.lr_schedule,
                              verbose=verbose, checkpoint=checkpoint, phase=first + index,
-                             keep_start=config.head_init == "source" and index == 0)
+                             keep_start=(config.head_init == "source" or whole_objective) and index == 0)
         results.append(result)
         epochs_left -= result.epochs
     return results
