@@ -19,6 +19,8 @@ from convlstm_tl.data.sequence import ArraySequence, DomainSequence
 from convlstm_tl.data.stats import channel_stats
 from convlstm_tl.data.writer import write_domain
 from convlstm_tl.errors import ConfigError
+from convlstm_tl.evaluation.crossdomain import evaluate_runs
+from convlstm_tl.evaluation.report import format_markdown
 from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.models.classifier import build_classifier, load_model
 from convlstm_tl.models.paired import paired_model
@@ -184,6 +186,12 @@ def test_the_sign_search_finds_the_mirror_without_a_label(world):
     assert start["score"] < start["identity_score"]
     assert json.loads((runs["identity"].run_dir / "adapter.json").read_text())["start"] == "identity"
     assert runs["signs"].metrics["accuracy"] > runs["identity"].metrics["accuracy"]
+    # Forgetting stays visible, each row naming what the transfer added to its strategy.
+    _, data_dir, runs_dir = world
+    evaluation = evaluate_runs([runs_dir / "Src", runs["signs"].run_dir], ["Src", "Mirror"], data_dir=data_dir,
+                               progress=False)
+    assert "| signs-signs | freeze + adapter (signs) + adabn, no target label | Src | Src |" in format_markdown(
+        evaluation)
 
 
 def test_the_sign_search_needs_an_adapter_and_the_sources_classes(world):

@@ -259,7 +259,8 @@ def _na_cell(run, name, split, info, reason, *, alignment=None):
 
 def _forgetting(plan, entry, results, outputs):
     """Accuracy lost on the source domain: the recorded source run's, minus the transfer run's."""
-    row = {"run": entry["run"], "strategy": entry["strategy"], "restores_body": entry["restores_body"],
+    row = {"run": entry["run"], "strategy": entry["strategy"], "adaptation": entry.get("adaptation"),
+           "restores_body": entry["restores_body"],
            "source_run": entry["source_run"], "source_run_path": entry["source_run_path"],
            "source_domain": entry["source_domain"], "before": None, "after": None, "lost": None,
            "lost_points": None, "classes": None}

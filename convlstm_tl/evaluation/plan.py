@@ -60,6 +60,26 @@ class RunEntry(Run):
         return recorded if isinstance(recorded, str) else None
 
     @property
+    def adaptation(self):
+        """What a transfer added to its strategy, e.g. ``"adapter (signs) + adabn, no target label"``; None if nothing.
+
+        Read from the recorded config's ``adapter``, ``adapter_init``, ``adapt`` and ``target_fraction``.
+        """
+        config = self.record.get("config")
+        if self.kind != "transfer" or not isinstance(config, dict):
+            return None
+        parts = []
+        if config.get("adapter", "none") != "none":
+            init = config.get("adapter_init", "identity")
+            parts.append("adapter" + ("" if init == "identity" else f" ({init})"))
+        if config.get("adapt", "none") != "none":
+            parts.append(str(config["adapt"]))
+        text = " + ".join(parts)
+        if config.get("target_fraction") == 0:
+            text = f"{text}, no target label" if text else "no target label"
+        return text or None
+
+    @property
     def restores_body(self):
         """Whether the run started from a restored source body; None when its record does not say.
 
@@ -250,8 +270,9 @@ def nothing_to_score(problems, *, baselines=()):
 
 def _plan_forgetting(plan, run, labels):
     """Find the recorded source run of ``run`` and what to score to measure its forgetting."""
-    entry = {"run": run.label, "strategy": run.strategy, "restores_body": run.restores_body, "source_run": None,
-             "source_run_path": run.source_run, "source_domain": None}
+    entry = {"run": run.label, "strategy": run.strategy, "adaptation": run.adaptation,
+             "restores_body": run.restores_body, "source_run": None, "source_run_path": run.source_run,
+             "source_domain": None}
     if run.restores_body is None:
         return {**entry, "reason": "config.json records no strategy, so whether the run restored a source body"
                                    " is unknown"}

@@ -80,7 +80,10 @@ def _forgetting_line(row):
         shared = "*" if row["classes"] == "shared" else ""
         before, after = f"{_number(row['before'])}{shared}", f"{_number(row['after'])}{shared}"
         lost = _number(row["lost_points"], ".1f")
-    names = [row.get("strategy"), row["source_run"], row["source_domain"]]
+    method = row.get("strategy")
+    if method is not None and row.get("adaptation"):
+        method = f"{method} + {row['adaptation']}"
+    names = [method, row["source_run"], row["source_domain"]]
     strategy, source_run, source_domain = (NOT_MEASURED if name is None else name for name in names)
     return f"| {row['run']} | {strategy} | {source_run} | {source_domain} | {before} | {after} | {lost} |"
 
