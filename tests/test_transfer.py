@@ -513,7 +513,7 @@ def test_each_phase_trains_exactly_what_the_strategy_says(run_transfer, spec):
             assert phase.prefixes == ()
         else:
             assert phase.prefixes == tuple(f"block_{i}/" for i in blocks)
-            assert phase.scale == pytest.approx(0.1)  # body_lr defaults to lr / 10
+            assert phase.scale == pytest.approx(1.0)  # body_lr defaults to lr
     assert [p.epochs for p in record.phases] == ([1, 1] if spec == "gradual" else [2])
     assert len(record.result.history["loss"]) == 2
     assert record.result.metrics["feature_cache"] == (spec in CACHED)
@@ -684,7 +684,7 @@ def test_transfer_flags_reach_the_config():
     assert (config.target_fraction, config.target_per_class, config.cache_features) == (None, 5, False)
     default = build_transfer_config(parse_args(["--transfer", "Tgt", "--from", "Src", "--target-fraction", "0.5"]))
     assert default.cache_features is True and default.target_fraction == 0.5
-    assert default.effective_body_lr == pytest.approx(default.lr / 10)
+    assert default.effective_body_lr == default.lr
 
 
 _COMMON = ["--data-dir", "data", "--runs-dir", "runs", "--epochs", "1", "--batch-size", "16", "--quiet"]

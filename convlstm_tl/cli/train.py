@@ -126,7 +126,7 @@ def parse_args(argv=None):
     transfer = parser.add_argument_group("transfer (with --transfer)")
     transfer.add_argument("--from", dest="source_run", metavar="RUN", help="source run: a name in --runs-dir or a path")
     transfer.add_argument("--strategy", help=f"{' | '.join(STRATEGY_NAMES)} (default {transfer_defaults.strategy})")
-    transfer.add_argument("--body-lr", type=float, help="learning rate of restored blocks that train (default lr/10)")
+    transfer.add_argument("--body-lr", type=float, help="learning rate of restored blocks that train (default: --lr)")
     transfer.add_argument("--head-epochs", type=int, help="gradual: head-only epochs before unfreezing"
                                                           f" (default {transfer_defaults.head_epochs})")
     transfer.add_argument("--normalization", choices=NORMALIZATIONS,
