@@ -265,6 +265,28 @@ def test_sigterm_raised_inside_main_returns_143(capsys):
     assert capsys.readouterr().err.strip() == "x: interrupted"
 
 
+@pytest.mark.parametrize("library_error", [RuntimeError("Exiting device scope without proper scope nesting"),
+                                           OSError("a library's own error")])
+def test_sigterm_a_library_turned_into_its_own_error_is_still_an_interrupt(tmp_path, capsys, library_error):
+    """TensorFlow raises RuntimeError when the interrupt lands in a device scope's exit: still 143 and one line."""
+    run = tmp_path / "runs"
+
+    def main(argv):
+        with RunDirectory(run, "Tiny") as directory:
+            (directory.path / CHECKPOINT_FILE).write_bytes(b"epoch 1")
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                raise library_error
+        return 0
+
+    assert run_main(main, [], prog="x") == EXIT_SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0] and "--resume" in err[0]
+    assert (run / ".partial-Tiny" / CHECKPOINT_FILE).is_file()
+
+
 def test_a_full_disk_anywhere_is_one_line(capsys):
     def main(argv):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "out/evaluation.json")

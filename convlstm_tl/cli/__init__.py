@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 
-from convlstm_tl.errors import UserError
+from convlstm_tl.errors import UserError, interrupt_in
 from convlstm_tl.files import environment_problem
 
 EXIT_USER_ERROR = 2
@@ -101,23 +101,34 @@ def run_main(main, argv=None, *, prog, flags=None):
         _error_line(prog, error, flags or {})
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
-        # An Interrupted says how to resume; a bare Ctrl-C has no message.
-        print(f"{prog}: {' '.join(str(interrupt).split()) or 'interrupted'}", file=sys.stderr)
-        return EXIT_SIGTERM if _terminated(interrupt) else 130
+        return _interrupted(prog, interrupt)
     except BrokenPipeError:
         # The reader went away (``| head``): stop writing, without a traceback
         # when Python flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except OSError as error:
+        if interrupt_in(error) is not None:
+            return _interrupted(prog, interrupt_in(error))
         problem = environment_problem(error)
         if problem is None:
             raise
         print(f"{prog}: error: {problem}, then run again", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as error:
+        # An interrupt that landed inside a library which raised an error of its own instead.
+        if interrupt_in(error) is None:
+            raise
+        return _interrupted(prog, interrupt_in(error))
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(prog, interrupt):
+    """One line for an interrupt (an Interrupted says how to resume; a bare Ctrl-C has no message); its exit code."""
+    print(f"{prog}: {' '.join(str(interrupt).split()) or 'interrupted'}", file=sys.stderr)
+    return EXIT_SIGTERM if _terminated(interrupt) else 130
 
 
 def _install_sigterm_handler():

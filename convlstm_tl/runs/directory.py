@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from convlstm_tl.config import RUN_CONTROL_KEYS
-from convlstm_tl.errors import Interrupted, RunError, UserError
+from convlstm_tl.errors import Interrupted, RunError, UserError, interrupt_in
 from convlstm_tl.files import ENVIRONMENT_ERRNOS, OLD_PREFIX, discard_folder, replace_folder
 from convlstm_tl.jsonio import load_json, save_json
 
@@ -166,7 +166,7 @@ class RunDirectory:
     def _explain(self, exc_type, exc, *, kept):
         """The one-line error to raise instead of ``exc``, or None to let ``exc`` through."""
         resume = f"; the last finished epoch is saved in {self.path}" if kept else ""
-        if issubclass(exc_type, KeyboardInterrupt):
+        if interrupt_in(exc) is not None:  # also an interrupt a library turned into an error of its own
             return Interrupted(f"interrupted{resume}, continue with --resume") if kept else None
         if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
             how = "free some space, then continue with --resume" if kept else \
