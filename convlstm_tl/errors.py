@@ -44,18 +44,18 @@ class Interrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C); the message says how to resume it."""
 
 
-def interrupt_in(error):
+def interrupt_in(error, kind=KeyboardInterrupt):
     """The Ctrl-C or SIGTERM behind ``error``: ``error`` itself if it is one, else the first in its context chain.
 
     A library can turn an interrupt that lands inside it into an error of its
     own (TensorFlow raises ``RuntimeError: Exiting device scope without
     proper scope nesting`` when one arrives in a device scope's exit); the
     interrupt is then still the cause of what happened. None when there is
-    no interrupt.
+    no interrupt. ``kind`` narrows the search (e.g. to SIGTERM's exception).
     """
     seen = error
     while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__context__
     return None

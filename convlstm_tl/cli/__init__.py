@@ -140,12 +140,7 @@ def _install_sigterm_handler():
 
 def _terminated(interrupt):
     """Whether the interrupt is a SIGTERM, also when a library re-raised it as another KeyboardInterrupt."""
-    seen = interrupt
-    while seen is not None:
-        if isinstance(seen, Terminated):
-            return True
-        seen = seen.__context__
-    return False
+    return interrupt_in(interrupt, Terminated) is not None
 
 
 def _error_line(prog, error, flags):
