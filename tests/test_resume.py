@@ -174,6 +174,29 @@ def test_interrupted_transfer_resumes_to_the_same_result(domain, source_run, tmp
     assert resumed.metrics["feature_cache"] == (strategy == "freeze")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy, options", [
+    ("joint", {}),  # source batches beside the target's
+    ("freeze", {"adapter": "channel", "adapter_init": "signs", "adapt": "coral"}),  # target frames, alignment
+    ("finetune", {"adapt": "mmd", "target_fraction": 0.0}),  # no target label: the source's batches
+])
+def test_interrupted_paired_transfer_resumes_to_the_same_result(domain, source_run, tmp_path, monkeypatch, strategy,
+                                                                options):
+    reference = transfer(_transfer_config(domain, source_run, tmp_path / "a", strategy, **options), verbose=0)
+    real_save = _interrupt_after_save(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        transfer(_transfer_config(domain, source_run, tmp_path / "b", strategy, **options), verbose=0)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", real_save)
+    resumed = transfer(_transfer_config(domain, source_run, tmp_path / "b", strategy, resume=True, **options),
+                       verbose=0)
+    assert resumed.history == reference.history
+    for key in COMPARED:
+        assert resumed.metrics[key] == reference.metrics[key], key
+    for mine, theirs in zip(resumed.model.get_weights(), reference.model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert ((resumed.run_dir / "adapter.json").is_file()) == ("adapter" in options)
+
+
 # ---------------------------------------------------------- refusals, library
 
 
