@@ -85,8 +85,10 @@ from convlstm_tl.config import TransferConfig, check_run_name
 from convlstm_tl.data.format import check_domain_name
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json, shown
-from experiments.grid import (SOURCE_PREFIX, TRANSFER_RUNNER_KEYS, _is_option, _merge, check_keys, config_hash,
-                              expand_grid, json_object, parse_grid, slug)
+from experiments.grid import (
+    SOURCE_PREFIX, TRANSFER_RUNNER_KEYS, _is_option, _merge, check_keys, config_hash, expand_grid, json_object,
+    parse_grid, slug,
+)
 
 SUITE_KIND = "suite"
 SUITE_KEYS = ("name", "kind", "description", "seeds", "target_fractions", "strategies", "baselines", "base", "pairs")

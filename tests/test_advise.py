@@ -302,7 +302,8 @@ def _fake_source_and_distance(monkeypatch, pad):
 
 
 def test_advise_check_on_a_suite_compares_strategy_and_options(tmp_path, monkeypatch, capsys):
-    from experiments.__main__ import PROG as EXPERIMENTS, main as experiments_main
+    from experiments.__main__ import PROG as EXPERIMENTS
+    from experiments.__main__ import main as experiments_main
     from experiments.advise_check import advice_markdown, check_suite_advice
     from experiments.suite import load_suite
     from experiments.suite_plan import plan_suite

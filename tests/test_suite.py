@@ -12,11 +12,13 @@ from convlstm_tl.config import TransferConfig
 from convlstm_tl.errors import ConfigError
 from experiments.__main__ import PROG, main
 from experiments.grid import expand_grid, parse_grid
-from experiments.suite import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, METHOD_AXIS, is_suite, load_suite,
-                               parse_suite)
+from experiments.suite import (
+    DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_STRATEGIES, METHOD_AXIS, is_suite, load_suite, parse_suite,
+)
 from experiments.suite_plan import format_plan, plan_suite
-from experiments.suite_report import aggregate, collect_suite, compare, comparison_rows, suite_markdown, \
-    write_suite_outputs
+from experiments.suite_report import (
+    aggregate, collect_suite, compare, comparison_rows, suite_markdown, write_suite_outputs,
+)
 from experiments.suite_run import prepare_pair
 
 TINY_SOURCE = {"domain": "Tiny", "config": {"epochs": 1, "model": {"filters": [4], "head_units": 8}}}

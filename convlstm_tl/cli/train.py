@@ -17,9 +17,9 @@ import sys
 
 from convlstm_tl.cli import ArgumentParser, configure_logging, import_backend_quietly, run_main
 from convlstm_tl.config import (
-    ADAPTER_INITS, ADAPTERS, ADAPTS, CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH, MIN_AUTO_BATCH,
-    MIN_STEPS_PER_EPOCH, MIXED_PRECISION, MONITORS, NORMALIZATIONS, OBJECTIVES, ModelConfig, PretrainConfig,
-    TrainConfig, TransferConfig,
+    ADAPTER_INITS, ADAPTERS, ADAPTS, CLASS_WEIGHTS, DISTRIBUTE, HEAD_INITS, JIT, LR_SCHEDULES, MAX_AUTO_BATCH,
+    MIN_AUTO_BATCH, MIN_STEPS_PER_EPOCH, MIXED_PRECISION, MONITORS, NORMALIZATIONS, OBJECTIVES, ModelConfig,
+    PretrainConfig, TrainConfig, TransferConfig,
 )
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.jsonio import from_dict, load_json
@@ -157,7 +157,8 @@ def parse_args(argv=None):
                                " trains against a domain classifier; im makes the predictions on the target"
                                f" confident and diverse (default {transfer_defaults.adapt})")
     transfer.add_argument("--adapt-weight", type=float,
-                          help=f"weight of the coral, mmd, dann or im loss (default {transfer_defaults.adapt_weight:g})")
+                          help="weight of the coral, mmd, dann or im loss"
+                               f" (default {transfer_defaults.adapt_weight:g})")
     transfer.add_argument("--target-weight", type=float,
                           help="joint: weight of each step's target batch loss against its source batch's"
                                f" (default {transfer_defaults.target_weight:g})")

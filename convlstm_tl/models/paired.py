@@ -156,4 +156,3 @@ def paired_model(model, *, with_source=False, source_labels=False, source_classe
         alignment = DomainAlignment(align, align_weight, in_validation=align_in_validation, name="domain_alignment")
         outputs = alignment([outputs, *pooled])
     return keras.Model(inputs, outputs, name="paired_training")
-

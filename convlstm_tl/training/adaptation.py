@@ -28,7 +28,6 @@ from convlstm_tl.models.adaptation import information_loss
 from convlstm_tl.models.backbone import Backbone
 from convlstm_tl.training.inputs import class_weights
 
-
 log = logging.getLogger(__name__)
 
 # Sign search: every pattern up to this many channels (2^C starts), a greedy search of single flips beyond.
