@@ -342,7 +342,8 @@ def test_advise_check_on_a_suite_compares_strategy_and_options(tmp_path, monkeyp
     assert "# Advisor check: suite tiny" in capsys.readouterr().out
     with open(runs / "tiny" / "advice.csv", newline="") as f:
         written = list(csv.DictReader(f))
-    assert [(row["pair"], row["advised"], row["hit"], row["regret"]) for row in written] == [("p", "freeze", "", "")] * 2
+    assert [(row["pair"], row["advised"], row["hit"], row["regret"]) for row in written] == [
+        ("p", "freeze", "", "")] * 2
     for argv, message in [
         (["advise-check", str(path)], f"advise-check takes a grid file, or a suite with --suite {path}"),
         (["advise-check"], "give a grid file (GRID.json), or a suite with --suite"),
