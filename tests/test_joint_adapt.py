@@ -120,6 +120,7 @@ def test_adaptation_flags_reach_the_config():
     assert (default.adapter, default.adapt, default.target_weight) == ("none", "none", 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings, name", [
     ({}, "Src-Mirror-finetune"),
     ({"strategy": "freeze", "adapter": "channel"}, "Src-Mirror-freeze-adapter"),
@@ -133,6 +134,7 @@ def test_adapted_runs_are_named_apart_from_plain_ones(world, settings, name):
     assert plan.name == name
 
 
+@pytest.mark.slow
 def test_a_transfer_without_target_labels_refuses_other_classes(world):
     with pytest.raises(ConfigError, match="source's classes"):
         _transfer(world, target="Two", strategy="finetune", adapt="coral", target_fraction=0.0)
@@ -194,6 +196,7 @@ def test_the_sign_search_finds_the_mirror_without_a_label(world):
         evaluation)
 
 
+@pytest.mark.slow
 def test_the_sign_search_needs_an_adapter_and_the_sources_classes(world):
     with pytest.raises(ConfigError, match="add adapter channel"):
         TransferConfig(target="T", source_run="S", adapter_init="signs").validate()
