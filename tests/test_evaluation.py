@@ -202,8 +202,8 @@ def test_plan_adds_the_recorded_source_run(fake_setup):
     assert [run.path for run in plan.extra_runs] == [source.resolve()]
     label = plan.extra_runs[0].label
     assert label != "Src" and (label, "Src") in plan.pairs
-    assert plan.forgetting == [{"run": "Src-Src-freeze", "strategy": "freeze", "restores_body": True,
-                                "source_run": label, "source_run_path": str(source), "source_domain": "Src"}]
+    assert plan.forgetting == [{"run": "Src-Src-freeze", "strategy": "freeze", "adaptation": None,
+                                "restores_body": True, "source_run": label, "source_run_path": str(source), "source_domain": "Src"}]
 
 
 def _run_cli(*args, cwd):
