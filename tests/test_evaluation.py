@@ -203,7 +203,8 @@ def test_plan_adds_the_recorded_source_run(fake_setup):
     label = plan.extra_runs[0].label
     assert label != "Src" and (label, "Src") in plan.pairs
     assert plan.forgetting == [{"run": "Src-Src-freeze", "strategy": "freeze", "adaptation": None,
-                                "restores_body": True, "source_run": label, "source_run_path": str(source), "source_domain": "Src"}]
+                                "restores_body": True, "source_run": label, "source_run_path": str(source),
+                                "source_domain": "Src"}]
 
 
 def _run_cli(*args, cwd):
