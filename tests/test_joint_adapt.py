@@ -273,6 +273,22 @@ def test_joint_trains_on_both_domains_and_saves_the_target_head(world, target):
                               source.model.get_layer("block_1").get_weights()[0])
 
 
+@pytest.mark.slow
+def test_joint_refuses_in_one_line_when_the_source_data_is_gone(world, tmp_path):
+    _, data_dir, runs_dir = world
+    run = tmp_path / "runs" / "Moved"
+    shutil.copytree(runs_dir / "Src", run)
+    record = json.loads((run / "config.json").read_text())
+    record["domain"]["path"] = str(tmp_path / "gone" / "Src.h5")
+    (run / "config.json").write_text(json.dumps(record))
+    (tmp_path / "data").mkdir()
+    shutil.copy(data_dir / "Mirror.h5", tmp_path / "data" / "Mirror.h5")
+    with pytest.raises(ConfigError, match="joint trains on the source's training data, but source run Moved's"
+                                          " domain file is gone"):
+        plan_transfer(TransferConfig(target="Mirror", source_run=str(run), data_dir=str(tmp_path / "data"),
+                                     runs_dir=str(tmp_path / "runs"), strategy="joint", target_fraction=0.5))
+
+
 # ------------------------------------------------------- no target labels
 
 
