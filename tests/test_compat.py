@@ -68,8 +68,11 @@ def test_old_runs_transfer_and_evaluate(old_world):
         assert row["lost"] == pytest.approx(row["before"] - evaluation.cell(name, "Tiny")["accuracy"])
 
 
-@pytest.mark.parametrize("imports", ["import keras, convlstm_tl", "import convlstm_tl, keras",
-                                     "import convlstm_tl.training.transfer, keras"])
+# One import order in the fast tier (each case starts a Python with TensorFlow, ~10 s); the others in the slow one.
+@pytest.mark.parametrize("imports", ["import keras, convlstm_tl",
+                                     pytest.param("import convlstm_tl, keras", marks=pytest.mark.slow),
+                                     pytest.param("import convlstm_tl.training.transfer, keras",
+                                                  marks=pytest.mark.slow)])
 def test_plain_keras_load_model_after_importing_the_package(imports, tmp_path):
     """``import convlstm_tl`` registers the toolkit's layers, whether Keras is imported before, after or through it."""
     code = f"{imports}, sys; model = keras.saving.load_model(sys.argv[1], compile=False); print(model.count_params())"
