@@ -108,6 +108,15 @@ class Run:
                            " give a run trained without ensemble")
 
 
+def same_classes(ours, theirs):
+    """Whether two class lists name the same classes in the same order (names compared as strings).
+
+    A run records its classes as strings; a domain file's may be numbers
+    (``ts`` class labels): ``[1, 2]`` and ``["1", "2"]`` are the same classes.
+    """
+    return [str(name) for name in ours] == [str(name) for name in theirs]
+
+
 def load_run(name, runs_dir="runs", *, with_model=True):
     """Load run ``name`` (a name in ``runs_dir`` or a path): its record, metrics and model.
 

@@ -56,6 +56,7 @@ from convlstm_tl.data.format import domain_path, find_domain, open_domain
 from convlstm_tl.data.reader import read_labels
 from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.errors import ConfigError, DomainFileError
+from convlstm_tl.runs.resolve import same_classes as same_class_names
 
 log = logging.getLogger(__name__)
 
@@ -457,7 +458,7 @@ def labelled_count(target_info, *, target_fraction=None, target_per_class=None, 
 
 def same_classes(source, target_info):
     """Whether ``target_info`` has the classes of the source run ``source``, in the same order (names as strings)."""
-    return list(source.class_names) == [str(name) for name in target_info.class_names]
+    return same_class_names(source.class_names, target_info.class_names)
 
 
 # What check_advice_options checks a target_fraction of 0 with: a transfer with no label needs an adapt, but which

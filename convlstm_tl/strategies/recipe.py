@@ -19,6 +19,7 @@ from convlstm_tl.models.backbone import ADAPTER, EMBEDDING, Backbone, block_name
 from convlstm_tl.models.classifier import build_classifier
 from convlstm_tl.models.metrics import SparseMacroF1
 from convlstm_tl.models.optimizers import LayerRateAdam
+from convlstm_tl.runs.resolve import same_classes
 from convlstm_tl.training.inputs import input_arguments
 
 
@@ -84,7 +85,7 @@ def init_head_from_source(model, source, strategy, class_names):
     if not strategy.restore:
         raise ConfigError(f"head_init source needs a strategy that restores the body, not {strategy.spec!r}",
                           field="head_init")
-    if source.class_names != [str(name) for name in class_names]:
+    if not same_classes(source.class_names, class_names):
         raise ConfigError(f"head_init source needs the target's classes to be the source's, in the same order;"
                           f" source run {source.name} has {source.class_names}, the target {list(class_names)}",
                           field="head_init")

@@ -26,6 +26,7 @@ from convlstm_tl.data.paired import FrameRescaling, PairedSequence, ValidationIn
 from convlstm_tl.data.sequence import DomainSequence
 from convlstm_tl.models.adaptation import information_loss
 from convlstm_tl.models.backbone import Backbone
+from convlstm_tl.runs.resolve import same_classes
 from convlstm_tl.training.inputs import class_weights
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,10 @@ def paired_options(plan):
     if not uses_paired_model(plan):
         return None
     align = config.adapt if config.adapt in ALIGNMENT_ADAPTS else None
-    same_classes = list(plan.source.class_names) == [str(name) for name in plan.target_info.class_names]
     return {"with_source": not config.unlabelled and (strategy.with_source_data or align != "im"),
             "source_labels": strategy.with_source_data,
-            "source_classes": None if same_classes else len(plan.source.class_names),
+            "source_classes": (None if same_classes(plan.source.class_names, plan.target_info.class_names)
+                               else len(plan.source.class_names)),
             "align": align, "align_weight": config.adapt_weight,
             "align_in_validation": config.unlabelled and align in ("coral", "mmd", "im")}
 
@@ -147,7 +148,7 @@ def adapter_record(model):
             "distance_from_identity": round(float(np.linalg.norm(kernel - identity)), 6)}
 
 
-def choose_adapter_signs(model, source_head, frames, *, seed=0):
+def choose_adapter_signs(model, source_head, frames):
     """Start ``model``'s adapter from the channel sign flips the source's head finds most informative on ``frames``.
 
     A sensor worn mirrored, or mounted the other way round, flips the sign
@@ -165,17 +166,14 @@ def choose_adapter_signs(model, source_head, frames, *, seed=0):
         model: the transfer model, with an ``adapter``.
         source_head: the source run's head weights, one list per head layer
             (used for scoring only; the model's own head is left as it was).
-        frames: the target's unlabelled training frames, ``(N, T, H, W, C)``.
-        seed: seed of the subset scored when there are more frames than
-            :data:`SIGN_SEARCH_SAMPLES`.
+        frames: the target's unlabelled training frames, ``(N, T, H, W, C)``
+            (the driver reads at most :data:`SIGN_SEARCH_SAMPLES`, a seeded subset).
 
     Returns:
         The search's record for ``adapter.json``: the chosen signs, its
         score and the identity's, and how many patterns were scored.
     """
     frames = np.asarray(frames)
-    if len(frames) > SIGN_SEARCH_SAMPLES:
-        frames = frames[np.sort(np.random.default_rng(seed).choice(len(frames), SIGN_SEARCH_SAMPLES, replace=False))]
     backbone = Backbone(model)
     adapter, head_layers = backbone.adapter, backbone.head_layers
     kept = [layer.get_weights() for layer in head_layers]

@@ -24,7 +24,7 @@ from convlstm_tl.data.subsets import labelled_subset
 from convlstm_tl.errors import ConfigError
 from convlstm_tl.evaluation.alignment import check_same_input
 from convlstm_tl.runs.directory import check_run_target
-from convlstm_tl.runs.resolve import Run, load_run
+from convlstm_tl.runs.resolve import Run, load_run, same_classes
 from convlstm_tl.strategies.registry import Strategy, parse_strategy, slug
 from convlstm_tl.training.inputs import check_augment_fits
 
@@ -142,12 +142,12 @@ def _check_adaptation_fits(config, source, target_info):
     if config.adapter != "none" and target_info.kind != "frames":
         raise ConfigError(f"adapter {config.adapter} mixes the channels of frames, but {target_info.domain} holds"
                           f" {target_info.kind}; leave the adapter out", field="adapter")
-    same_classes = list(source.class_names) == [str(name) for name in target_info.class_names]
-    if config.adapter_init == "signs" and not same_classes:
+    classes_kept = same_classes(source.class_names, target_info.class_names)
+    if config.adapter_init == "signs" and not classes_kept:
         raise ConfigError(f"adapter_init signs scores sign flips with the source's head, so the target must have the"
                           f" source's classes in the same order; source run {source.name} has {source.class_names},"
                           f" {target_info.domain} {list(target_info.class_names)}", field="adapter_init")
-    if config.unlabelled and not same_classes:
+    if config.unlabelled and not classes_kept:
         raise ConfigError(f"target_fraction 0 keeps the source's head, so the target must have the source's classes"
                           f" in the same order; source run {source.name} has {source.class_names}, {target_info.domain}"
                           f" {list(target_info.class_names)}", field="target_fraction")
