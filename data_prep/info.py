@@ -18,7 +18,10 @@ from convlstm_tl.data.stats import summarize_domain
 def format_summary(summary):
     """The text ``info`` prints for a :func:`summarize_domain` dict."""
     splits = summary["splits"]
-    n_total = sum(splits[name]["n"] for name in SPLITS)
+    # An unlabelled file has only the splits it was given, and no classes.
+    names = [name for name in SPLITS if name in splits]
+    labelled = summary.get("labelled", True)
+    n_total = sum(splits[name]["n"] for name in names)
     shape = ", ".join(str(d) for d in summary["frame_shape"])
     lines = [
         f"{summary['path']}",
@@ -26,15 +29,16 @@ def format_summary(summary):
         f"  kind     {summary['kind']}" + (f" (vocab of {summary['vocab_size']} tokens)"
                                            if summary["kind"] == "tokens" else ""),
         f"  x        {summary['x_dtype']}, sample shape (T, H, W, C) = ({shape}), {n_total} samples",
-        f"  classes  {len(summary['class_names'])}: {', '.join(summary['class_names'])}",
+        f"  classes  {len(summary['class_names'])}: {', '.join(summary['class_names'])}" if labelled else
+        "  classes  none: unlabelled (samples to predict on; training and evaluation refuse this file)",
         "",
     ]
-    width = max(8, *(len(name) for name in summary["class_names"]))
-    lines.append(f"  {'class':<{width}}" + "".join(f"{name:>9}" for name in SPLITS))
+    width = max([8, *(len(name) for name in summary["class_names"])])
+    lines.append(f"  {'class' if labelled else 'split':<{width}}" + "".join(f"{name:>9}" for name in names))
     for name in summary["class_names"]:
-        lines.append(f"  {name:<{width}}" + "".join(f"{splits[s]['per_class'][name]:>9}" for s in SPLITS))
-    lines.append(f"  {'total':<{width}}" + "".join(f"{splits[s]['n']:>9}" for s in SPLITS))
-    groups = [splits[s]["n_groups"] for s in SPLITS]
+        lines.append(f"  {name:<{width}}" + "".join(f"{splits[s]['per_class'][name]:>9}" for s in names))
+    lines.append(f"  {'total':<{width}}" + "".join(f"{splits[s]['n']:>9}" for s in names))
+    groups = [splits[s]["n_groups"] for s in names]
     lines.append(f"  {'groups':<{width}}" + "".join(f"{'-' if g is None else g:>9}" for g in groups))
     lines.append("")
     lines.append("provenance:")

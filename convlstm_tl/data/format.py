@@ -4,7 +4,8 @@ One HDF5 file per domain, written by ``data_prep``; the layout in short::
 
     <data-dir>/<Domain>.h5
       attrs: format_version=1, domain, class_names (JSON list), layout="THWC",
-             kind ("frames" | "tokens"), provenance
+             kind ("frames" | "tokens"), provenance,
+             labelled (optional bool; absent means true)
       vocab                       (tokens only) token strings
       train/ val/ test/
         x      (N, T, H, W, C) float32|float16 (int32 ids for tokens),
@@ -13,6 +14,14 @@ One HDF5 file per domain, written by ``data_prep``; the layout in short::
         group  (N,) int64 or str, optional; no id in two splits
         recording (N,) int64 or str, optional; the unit that low-label
                sampling takes whole (e.g. one recording of one subject)
+        start  (N,) int64 >= 0, optional; the index of the sample's first
+               time step within its recording (a window's start), not an id
+
+An *unlabelled* file (``labelled=false``, written by ``data_prep csv
+--unlabelled`` for new recordings to predict on) has ``class_names`` ``[]``,
+no ``y`` in any split, and only the splits it has (at least one; the
+converters write ``test``). Training and evaluation refuse it; prediction
+opens it with ``open_domain(path, labelled=None)``.
 
 :func:`open_domain` checks a file before anything trains on it, reading ``x`` chunk
 by chunk so a file larger than memory can be validated. Writing is
@@ -40,6 +49,8 @@ DATA_DIR_ENV = "CONVLSTM_TL_DATA"
 DEFAULT_DATA_DIR = "data"
 # Optional per-sample id datasets of a split, checked for leaks across splits.
 ID_KEYS = ("group", "recording")
+# Optional per-sample position of a split: the first time step of a window in its recording (not an id).
+POSITION_KEYS = ("start",)
 # How many samples validation and statistics read at a time, at most...
 SCAN_BATCH = 512
 # ...and at most this many bytes (but always at least one sample).
@@ -54,18 +65,21 @@ class SplitArrays:
 
     Args:
         x: frames ``(N, T, H, W, C)``.
-        y: integer labels ``(N,)``.
+        y: integer labels ``(N,)``; None in an unlabelled file.
         group: optional subject or recording ids ``(N,)``; no id may be in
             two splits.
         recording: optional ids ``(N,)`` of the recordings the samples were
             cut from, finer than ``group``; target subsampling takes whole
             recordings.
+        start: optional non-negative integers ``(N,)``: the index of each
+            sample's first time step within its recording.
     """
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     group: np.ndarray | None = None
     recording: np.ndarray | None = None
+    start: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -75,14 +89,17 @@ class DomainInfo:
     Attributes:
         path: the file.
         domain: the domain's name.
-        class_names: names of the classes, indexed by label id.
+        class_names: names of the classes, indexed by label id; empty in an
+            unlabelled file.
         kind: ``"frames"`` or ``"tokens"``.
         frame_shape: ``(T, H, W, C)`` of one sample.
-        split_sizes: number of samples in each split.
+        split_sizes: number of samples in each split the file has (all
+            three in a labelled file).
         has_groups: whether the splits carry group ids.
         provenance: where the data came from and how it was cut.
         x_dtype: dtype name of ``x``.
         vocab: token strings of a ``tokens`` domain, else empty.
+        labelled: False for a file of samples without labels.
     """
 
     path: Path
@@ -95,6 +112,7 @@ class DomainInfo:
     provenance: str
     x_dtype: str
     vocab: tuple = field(default=(), repr=False)
+    labelled: bool = True
 
     @property
     def n_classes(self):
@@ -138,20 +156,25 @@ def find_domain(domain, data_dir=None):
     return path
 
 
-def open_domain(path, *, check_values=True):
+def open_domain(path, *, check_values=True, labelled=True):
     """Open a domain file, check it, and describe it.
 
     Args:
         path: the ``.h5`` file.
         check_values: also scan ``x`` for NaN and inf (chunk by chunk).
+        labelled: True (what training and evaluation need) refuses a file
+            without labels; None accepts both kinds (prediction); False
+            accepts unlabelled files only.
 
     Returns:
         A :class:`DomainInfo`.
 
     Raises:
         DomainFileError: with one line saying what is wrong, for a missing,
-            corrupt or non-conforming file.
+            corrupt or non-conforming file, or one of the wrong kind.
     """
+    if labelled not in (True, False, None):
+        raise ValueError(f"labelled must be True, False or None. Received: labelled={labelled!r}")
     path = Path(path)
     if not path.is_file():
         raise DomainFileError(f"domain file {path} not found")
@@ -171,7 +194,7 @@ def open_domain(path, *, check_values=True):
         ) from None
     try:
         with f:
-            return _describe(path, f, check_values)
+            return _describe(path, f, check_values, labelled=labelled)
     except DomainFileError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError) as error:
@@ -223,7 +246,7 @@ def scan_batch(dataset, limit=SCAN_BATCH):
     return max(1, min(limit, SCAN_BYTES // max(1, sample_bytes)))
 
 
-def _describe(path, f, check_values):
+def _describe(path, f, check_values, *, labelled=None):
     _check_self_contained(path, f)
     missing = [name for name in REQUIRED_ATTRS if name not in f.attrs]
     if missing:
@@ -238,56 +261,99 @@ def _describe(path, f, check_values):
     kind = _as_str(f.attrs["kind"])
     if kind not in KINDS:
         raise DomainFileError(f"{path} has kind {kind!r}; expected one of {KINDS}")
+    has_labels = _labelled_attr(path, f)
+    # The kind of file first: a caller that needs labels learns at once what the file is for.
+    if labelled and not has_labels:
+        raise DomainFileError(f"{path} holds no labels (written by data_prep csv --unlabelled); predict on it with"
+                              " python -m convlstm_tl.predict")
+    if labelled is False and has_labels:
+        raise DomainFileError(f"{path} is a labelled domain file; expected one without labels"
+                              " (written by data_prep csv --unlabelled)")
     try:
         class_names = json.loads(_as_str(f.attrs["class_names"]))
     except (ValueError, RecursionError):
         raise DomainFileError(f"{path}: attribute class_names is not a JSON list") from None
-    _check_class_names(path, class_names)
+    if has_labels:
+        _check_class_names(path, class_names)
+    elif class_names != []:
+        raise DomainFileError(f"{path} is unlabelled (labelled=false) but has class_names {class_names!r}; an"
+                              " unlabelled file has class_names [] (rebuild it with python -m data_prep)")
     vocab = ()
     if kind == "tokens":
         if not isinstance(f.get("vocab"), h5py.Dataset):
             raise DomainFileError(f"{path} is a tokens domain without a vocab dataset")
         vocab = tuple(_as_str(token) for token in f["vocab"][()])
 
-    sizes, shapes, groups = {}, {}, {}
+    if has_labels:
+        names = SPLITS
+    else:
+        names = tuple(name for name in SPLITS if name in f)
+        if not names:
+            raise DomainFileError(f"{path} has none of the splits {list(SPLITS)}; an unlabelled file needs at least"
+                                  " one (rebuild it with python -m data_prep)")
+    sizes, shapes, groups, positions = {}, {}, {}, {}
     x_dtype = None
-    for name in SPLITS:
+    for name in names:
         if name not in f or not isinstance(f[name], h5py.Group):
             raise DomainFileError(f"{path} has no {name!r} split; a domain needs {list(SPLITS)}")
         split = f[name]
-        x, y = _dataset(path, split, name, "x"), _dataset(path, split, name, "y")[()]
+        x = _dataset(path, split, name, "x")
+        if has_labels:
+            y = _dataset(path, split, name, "y")[()]
+        elif "y" in split:
+            raise DomainFileError(f"{path}: split {name!r} has a 'y' dataset but the file is unlabelled"
+                                  " (labelled=false); rebuild it with python -m data_prep")
+        else:
+            y = None
         ids = {key: _dataset(path, split, name, key)[()] if key in split else None for key in ID_KEYS}
-        _check_split_arrays(path, name, x, y, ids, n_classes=len(class_names), kind=kind)
+        start = _dataset(path, split, name, "start")[()] if "start" in split else None
+        _check_split_arrays(path, name, x, y, ids, n_classes=len(class_names), kind=kind, start=start)
         if check_values:
             step = scan_batch(x)
-            for start in range(0, x.shape[0], step):
-                _check_values(path, name, x[start:start + step], kind=kind, vocab_size=len(vocab),
-                              offset=start)
-        if name == "train":
+            for first in range(0, x.shape[0], step):
+                _check_values(path, name, x[first:first + step], kind=kind, vocab_size=len(vocab),
+                              offset=first)
+        if name == "train" and has_labels:
             _check_classes_trained(path, class_names, y)
         sizes[name] = int(x.shape[0])
         shapes[name] = tuple(int(d) for d in x.shape[1:])
         groups[name] = ids
+        positions[name] = start
         x_dtype = str(x.dtype)
     _check_same_frame_shape(path, shapes)
     for key in ID_KEYS:
-        _check_groups(path, {name: groups[name][key] for name in SPLITS}, key=key)
-    has_groups = all(groups[name]["group"] is not None for name in SPLITS)
+        _check_groups(path, {name: groups[name][key] for name in names}, key=key)
+    _check_every_split_or_none(path, positions, what="start")
+    has_groups = all(groups[name]["group"] is not None for name in names)
     return DomainInfo(
         path=path,
         domain=_as_str(f.attrs["domain"]),
         class_names=tuple(class_names),
         kind=kind,
-        frame_shape=shapes["train"],
+        frame_shape=shapes[names[0]],
         split_sizes=sizes,
         has_groups=has_groups,
         provenance=_as_str(f.attrs["provenance"]),
         x_dtype=x_dtype,
         vocab=vocab,
+        labelled=has_labels,
     )
 
 
-def _check_split_arrays(path, name, x, y, ids, *, n_classes, kind):
+def _labelled_attr(path, f):
+    """The root attribute ``labelled`` as a bool (True when absent); refuse any other value."""
+    value = f.attrs.get("labelled", True)
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise DomainFileError(f"{path}: attribute labelled must be true or false. Received: labelled={_plain(value)!r}")
+
+
+def _check_split_arrays(path, name, x, y, ids, *, n_classes, kind, start=None):
+    """Shapes and dtypes of one split's arrays; ``y`` is None in an unlabelled file."""
     where = f"{path}: split {name!r}"
     if len(x.shape) != 5:
         raise DomainFileError(
@@ -303,23 +369,36 @@ def _check_split_arrays(path, name, x, y, ids, *, n_classes, kind):
         raise DomainFileError(f"{where}: x must be numeric. Received: dtype={x.dtype}")
     if x.shape[0] == 0:
         raise DomainFileError(f"{where} is empty; every split needs at least one sample")
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise DomainFileError(
-            f"{where}: y must have shape ({x.shape[0]},) to match x. Received: y.shape={y.shape}"
-        )
-    if y.dtype.kind not in "iu":
-        raise DomainFileError(f"{where}: y must hold integer labels. Received: dtype={y.dtype}")
-    if y.min() < 0 or y.max() >= n_classes:
-        raise DomainFileError(
-            f"{where}: labels must lie in [0, {n_classes}) for {n_classes} class names."
-            f" Received: min={y.min()}, max={y.max()}"
-        )
-    for key, values in ids.items():
-        if values is not None and np.shape(values) != y.shape:
+    n = (x.shape[0],)
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape != n:
             raise DomainFileError(
-                f"{where}: {key} must have shape {y.shape} to match y. Received: {key}.shape={np.shape(values)}"
+                f"{where}: y must have shape {n} to match x. Received: y.shape={y.shape}"
             )
+        if y.dtype.kind not in "iu":
+            raise DomainFileError(f"{where}: y must hold integer labels. Received: dtype={y.dtype}")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise DomainFileError(
+                f"{where}: labels must lie in [0, {n_classes}) for {n_classes} class names."
+                f" Received: min={y.min()}, max={y.max()}"
+            )
+    for key, values in ids.items():
+        if values is not None and np.shape(values) != n:
+            raise DomainFileError(
+                f"{where}: {key} must have shape {n} to match x. Received: {key}.shape={np.shape(values)}"
+            )
+    if start is not None:
+        start = np.asarray(start)
+        if start.shape != n:
+            raise DomainFileError(
+                f"{where}: start must have shape {n} to match x. Received: start.shape={start.shape}"
+            )
+        if start.dtype.kind not in "iu":
+            raise DomainFileError(f"{where}: start must hold integer time steps. Received: dtype={start.dtype}")
+        if start.min() < 0:
+            raise DomainFileError(f"{where}: start must be >= 0 (a time step within the recording)."
+                                  f" Received: min={start.min()}")
 
 
 def _check_values(path, name, x, *, kind, vocab_size, offset=0):
@@ -374,14 +453,25 @@ def _check_same_frame_shape(path, shapes):
         raise DomainFileError(f"{path}: splits differ in frame shape (T, H, W, C). Received: {shapes}")
 
 
+def _check_every_split_or_none(path, values, *, what, plural=False):
+    """Refuse a per-sample dataset (``values``: split -> array or None) that some splits have and others lack.
+
+    Returns:
+        Whether the splits have it.
+    """
+    present = {name for name, array in values.items() if array is not None}
+    if present and present != set(values):
+        raise DomainFileError(f"{path}: {what} {'are' if plural else 'is'} in {sorted(present)} only;"
+                              f" give {'them' if plural else 'it'} for every split or none")
+    return bool(present)
+
+
 def _check_groups(path, groups, *, key="group"):
-    present = {name for name, ids in groups.items() if ids is not None}
-    if present and present != set(SPLITS):
-        raise DomainFileError(f"{path}: {key} ids are in {sorted(present)} only; give them for every split or none")
-    if not present:
+    """Ids in every split present or none, and no id in two splits."""
+    if not _check_every_split_or_none(path, groups, what=f"{key} ids", plural=True):
         return
     seen = {}
-    for name in SPLITS:
+    for name in groups:
         for gid in np.unique(_normalise_ids(groups[name])):
             if gid in seen and seen[gid] != name:
                 raise DomainFileError(

@@ -1,4 +1,4 @@
-"""Reading a domain file's data back: samples, labels, sampling units, ``x`` in chunks.
+"""Reading a domain file's data back: samples, labels, ids and starts, sampling units, ``x`` in chunks.
 
 The file is taken as valid (see :func:`convlstm_tl.data.format.open_domain`).
 Training streams batches through :class:`convlstm_tl.data.sequence.DomainSequence`.
@@ -7,11 +7,11 @@ Training streams batches through :class:`convlstm_tl.data.sequence.DomainSequenc
 import h5py
 import numpy as np
 
-from convlstm_tl.data.format import SCAN_BATCH, _normalise_ids, scan_batch
+from convlstm_tl.data.format import ID_KEYS, POSITION_KEYS, SCAN_BATCH, _normalise_ids, scan_batch
 
 
 def read_split(path, split, indices=None):
-    """Read ``x`` and ``y`` of a split (all of it, or the sorted ``indices``).
+    """Read ``x`` and ``y`` of a split (all of it, or the sorted ``indices``); ``y`` is None in an unlabelled file.
 
     Meant for small domains, converters and tests; training streams batches
     through :class:`convlstm_tl.data.sequence.DomainSequence` instead.
@@ -19,9 +19,23 @@ def read_split(path, split, indices=None):
     with h5py.File(path, "r") as f:
         g = f[split]
         if indices is None:
-            return g["x"][()], g["y"][()]
+            return g["x"][()], g["y"][()] if "y" in g else None
         indices = np.sort(np.asarray(indices))
-        return g["x"][indices], g["y"][indices]
+        return g["x"][indices], g["y"][indices] if "y" in g else None
+
+
+def read_ids(path, split):
+    """The per-sample ids and positions a split holds, to name its samples (e.g. rows of predictions).
+
+    Returns:
+        A dict with those of ``group``, ``recording`` (ids: int64, or str
+        for string ids) and ``start`` (int64: each sample's first time step
+        within its recording) that the split has, each of shape ``(N,)``;
+        empty when it has none.
+    """
+    with h5py.File(path, "r") as f:
+        g = f[split]
+        return {key: _normalise_ids(g[key][()]) for key in ID_KEYS + POSITION_KEYS if key in g}
 
 
 def read_labels(path, split):

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 
 from convlstm_tl.data.format import SPLITS, open_domain
-from convlstm_tl.data.reader import iter_x, read_labels
+from convlstm_tl.data.reader import iter_x, read_ids, read_labels
 
 
 def channel_stats(path, split="train", *, indices=None):
@@ -43,22 +43,29 @@ def summarize_domain(path, *, check_values=False):
     """Counts of a domain file: samples per split and class, and groups per split.
 
     Args:
-        path: the ``.h5`` file; it is validated first (see :func:`open_domain`).
+        path: the ``.h5`` file, labelled or not; it is validated first (see
+            :func:`open_domain`).
         check_values: also scan ``x`` for NaN and inf.
 
     Returns:
-        A dict with ``domain``, ``kind``, ``class_names``, ``frame_shape``,
-        ``x_dtype``, ``vocab_size`` (0 for frames), ``provenance`` and
-        ``splits``: ``{split: {"n": int, "per_class": {name: int},
-        "n_groups": int or None}}``.
+        A dict with ``domain``, ``kind``, ``labelled``, ``class_names``,
+        ``frame_shape``, ``x_dtype``, ``vocab_size`` (0 for frames),
+        ``provenance`` and ``splits``: ``{split: {"n": int, "per_class":
+        {name: int}, "n_groups": int or None}}``, for the splits the file
+        has (an unlabelled file: no classes, ``per_class`` empty).
     """
-    info = open_domain(path, check_values=check_values)
+    info = open_domain(path, check_values=check_values, labelled=None)
     splits = {}
     for name in SPLITS:
-        y, group = read_labels(info.path, name)
-        counts = np.bincount(y, minlength=info.n_classes)
+        if name not in info.split_sizes:
+            continue
+        if info.labelled:
+            y, group = read_labels(info.path, name)
+            counts = np.bincount(y, minlength=info.n_classes)
+        else:
+            group, counts = read_ids(info.path, name).get("group"), []
         splits[name] = {
-            "n": int(len(y)),
+            "n": info.split_sizes[name],
             "per_class": {cls: int(n) for cls, n in zip(info.class_names, counts)},
             "n_groups": None if group is None else int(len(np.unique(group))),
         }
@@ -66,6 +73,7 @@ def summarize_domain(path, *, check_values=False):
         "path": str(info.path),
         "domain": info.domain,
         "kind": info.kind,
+        "labelled": info.labelled,
         "class_names": list(info.class_names),
         "frame_shape": list(info.frame_shape),
         "x_dtype": info.x_dtype,

@@ -4,6 +4,8 @@
 temporary file, checked as a whole and renamed at the end), so a converter need
 not hold its output in memory; :func:`write_domain` writes whole arrays through
 it. The layout and the checks are those of :mod:`convlstm_tl.data.format`.
+Both write unlabelled files too (``class_names=[]`` and no ``y``): samples to
+predict on, in the splits they are given.
 """
 
 import contextlib
@@ -17,8 +19,8 @@ import h5py
 import numpy as np
 
 from convlstm_tl.data.format import (
-    FORMAT_VERSION, ID_KEYS, KINDS, LAYOUT, SPLITS, SplitArrays, _check_class_names, _check_same_frame_shape,
-    _check_split_arrays, _check_values, _describe,
+    FORMAT_VERSION, ID_KEYS, KINDS, LAYOUT, POSITION_KEYS, SPLITS, SplitArrays, _check_class_names,
+    _check_same_frame_shape, _check_split_arrays, _check_values, _describe,
 )
 from convlstm_tl.errors import DomainFileError, UserError
 from convlstm_tl.files import give_usual_permissions
@@ -44,9 +46,11 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
     Args:
         path: destination ``.h5`` file.
         splits: mapping of split name (``train``, ``val``, ``test``) to
-            :class:`SplitArrays`.
+            :class:`SplitArrays`: all three for a labelled file, one or more
+            (with ``y=None``) for an unlabelled one.
         domain: the domain's name, stored in the file.
-        class_names: list of class names; labels index into it.
+        class_names: list of class names; labels index into it. Empty or
+            None writes an unlabelled file.
         provenance: where the data came from and how it was cut.
         kind: ``"frames"`` or ``"tokens"``.
         vocab: token strings, required for ``kind="tokens"``.
@@ -59,10 +63,17 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
     Raises:
         DomainFileError: if the arrays do not follow the format.
     """
+    unknown = [name for name in splits if name not in SPLITS]
+    if unknown:
+        raise DomainFileError(f"{path}: split must be one of {SPLITS}. Received: split={unknown[0]!r}")
+    labelled = class_names is not None and len(class_names) > 0
     missing = [name for name in SPLITS if name not in splits]
-    if missing:
+    if labelled and missing:
         raise DomainFileError(f"splits {missing} are missing; a domain needs {list(SPLITS)}")
-    xs = {name: np.asarray(splits[name].x) for name in SPLITS}
+    if not labelled and len(missing) == len(SPLITS):
+        raise DomainFileError(f"{path}: no split given; an unlabelled file needs at least one of {list(SPLITS)}")
+    names = [name for name in SPLITS if name in splits]
+    xs = {name: np.asarray(splits[name].x) for name in names}
     # float16 input stays float16 only if every split is float16; any other
     # numbers are stored as float32 (frames) or int32 ids (tokens).
     if kind == "tokens":
@@ -70,11 +81,12 @@ def write_domain(path, splits, *, domain, class_names, provenance, kind="frames"
     else:
         x_dtype = "float16" if all(x.dtype == np.float16 for x in xs.values()) else "float32"
     with DomainWriter(path, domain=domain, class_names=class_names, provenance=provenance,
-                      frame_shape=xs["train"].shape[1:], kind=kind, vocab=vocab, x_dtype=x_dtype,
+                      frame_shape=xs[names[0]].shape[1:], kind=kind, vocab=vocab, x_dtype=x_dtype,
                       compression=compression) as writer:
-        for name in SPLITS:
+        for name in names:
             arrays = splits[name]
-            writer.append(name, xs[name], arrays.y, group=arrays.group, recording=arrays.recording)
+            writer.append(name, xs[name], arrays.y, group=arrays.group, recording=arrays.recording,
+                          start=arrays.start)
     return writer.info
 
 
@@ -87,10 +99,15 @@ class DomainWriter:
     split, no id in two splits, every class in train) and renamed into place;
     on any error the temporary file is removed and ``path`` is untouched.
 
+    A labelled file has all three splits. With ``class_names`` empty or None
+    the file is unlabelled: chunks come without ``y``, and it holds only
+    the splits that chunks were appended to.
+
     Args:
         path: destination ``.h5`` file.
         domain: the domain's name, stored in the file.
-        class_names: list of class names; labels index into it.
+        class_names: list of class names; labels index into it. Empty or
+            None writes an unlabelled file.
         provenance: where the data came from and how it was cut.
         frame_shape: ``(T, H, W, C)`` of every sample.
         kind: ``"frames"`` or ``"tokens"``.
@@ -118,8 +135,10 @@ class DomainWriter:
             raise DomainFileError(f"kind must be one of {KINDS}. Received: kind={kind!r}")
         if kind == "tokens" and not vocab:
             raise DomainFileError("a tokens domain needs its vocab")
-        self.class_names = [str(name) for name in class_names]
-        _check_class_names(self.path, self.class_names)
+        self.class_names = [] if class_names is None else [str(name) for name in class_names]
+        self.labelled = bool(self.class_names)
+        if self.labelled:
+            _check_class_names(self.path, self.class_names)
         frame_shape = tuple(frame_shape)
         if len(frame_shape) != 4 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in frame_shape):
             raise DomainFileError(f"{self.path}: frame_shape must be 4 positive sizes (T, H, W, C), as x has rank 5"
@@ -137,8 +156,8 @@ class DomainWriter:
         self.compression = compression
         self.info = None
         self._file = self._tmp_name = None
-        # Per split and id key: "strings", "integers" or "" (no ids) as the first chunk set it.
-        self._id_kinds = {name: dict.fromkeys(ID_KEYS) for name in SPLITS}
+        # Per split and id key (and start): "strings", "integers" or "" (none) as the first chunk set it.
+        self._id_kinds = {name: dict.fromkeys(ID_KEYS + POSITION_KEYS) for name in SPLITS}
 
     def __enter__(self):
         try:
@@ -157,25 +176,36 @@ class DomainWriter:
             f.attrs["layout"] = LAYOUT
             f.attrs["kind"] = self.kind
             f.attrs["provenance"] = self.provenance
+            if not self.labelled:
+                # Written only when false, so labelled files stay as they were.
+                f.attrs["labelled"] = False
             if self.vocab is not None:
                 f.create_dataset("vocab", data=np.array(self.vocab, dtype=h5py.string_dtype()))
-            for name in SPLITS:
-                group = f.create_group(name)
-                group.create_dataset("x", shape=(0, *self.frame_shape), maxshape=(None, *self.frame_shape),
-                                     dtype=self.x_dtype, chunks=(1, *self.frame_shape),
-                                     compression=self.compression)
-                group.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(ID_CHUNK,))
+            if self.labelled:
+                for name in SPLITS:
+                    self._create_split(name)
         return self
 
-    def append(self, split, x, y, group=None, recording=None):
+    def _create_split(self, name):
+        group = self._file.create_group(name)
+        group.create_dataset("x", shape=(0, *self.frame_shape), maxshape=(None, *self.frame_shape),
+                             dtype=self.x_dtype, chunks=(1, *self.frame_shape), compression=self.compression)
+        if self.labelled:
+            group.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(ID_CHUNK,))
+        return group
+
+    def append(self, split, x, y=None, group=None, recording=None, start=None):
         """Validate a chunk of samples and append it to ``split``.
 
         Args:
             split: ``"train"``, ``"val"`` or ``"test"``.
             x: ``(n, T, H, W, C)`` numbers, cast to the file's ``x_dtype``.
-            y: integer labels ``(n,)``.
+            y: integer labels ``(n,)``; None (and only None) for an
+                unlabelled file.
             group, recording: optional ids ``(n,)``; give them with every
                 chunk of a split or with none.
+            start: optional integers ``(n,)`` >= 0, each sample's first time
+                step within its recording; with every chunk or none.
 
         Raises:
             DomainFileError: if the chunk does not follow the format; nothing
@@ -185,14 +215,26 @@ class DomainWriter:
             raise RuntimeError("DomainWriter.append needs an open writer: use it in a `with` block")
         if split not in SPLITS:
             raise DomainFileError(f"{self.path}: split must be one of {SPLITS}. Received: split={split!r}")
-        x, y = np.asarray(x), np.asarray(y)
+        if self.labelled and y is None:
+            raise DomainFileError(f"{self.path}: split {split!r} got no labels (y=None), but the file is labelled"
+                                  f" ({len(self.class_names)} class names); give y, or class_names=[] to write"
+                                  " an unlabelled file")
+        if not self.labelled and y is not None:
+            raise DomainFileError(f"{self.path}: split {split!r} got labels y, but the file is unlabelled"
+                                  " (class_names=[]); give y=None, or the class names to write a labelled file")
+        x = np.asarray(x)
+        y = None if y is None else np.asarray(y)
         ids = {"group": group, "recording": recording}
-        if x.ndim == 5 and x.shape[0] == 0 and y.shape == (0,):
+        if x.ndim == 5 and x.shape[0] == 0 and (y is None or y.shape == (0,)):
+            if split not in self._file and x.shape[1:] == self.frame_shape:
+                # An unlabelled split exists once given, even empty: the whole-file check then refuses it.
+                self._create_split(split)
             return
-        _check_split_arrays(self.path, split, x, y, ids, n_classes=len(self.class_names), kind=self.kind)
+        _check_split_arrays(self.path, split, x, y, ids, n_classes=len(self.class_names), kind=self.kind,
+                            start=start)
         if x.shape[1:] != self.frame_shape:
             _check_same_frame_shape(self.path, {"frame_shape": self.frame_shape, split: x.shape[1:]})
-        kinds = {key: _id_kind(values) for key, values in ids.items()}
+        kinds = {key: _id_kind(values) for key, values in {**ids, "start": start}.items()}
         for key, id_kind in kinds.items():
             if self._id_kinds[split][key] not in (None, id_kind):
                 raise DomainFileError(
@@ -204,10 +246,12 @@ class DomainWriter:
         # only becomes inf in the cast.
         with np.errstate(over="ignore", invalid="ignore"):
             stored = x.astype(self.x_dtype, copy=False)
-        offset = self._file[split]["x"].shape[0]
+        offset = self._file[split]["x"].shape[0] if split in self._file else 0
         _check_values(self.path, split, stored, kind=self.kind, vocab_size=len(self.vocab or ()), offset=offset)
         try:
-            _write_split(self._file[split], stored, SplitArrays(x=stored, y=y, **ids), compression=self.compression)
+            target = self._file[split] if split in self._file else self._create_split(split)
+            _write_split(target, stored, SplitArrays(x=stored, y=y, start=start, **ids),
+                         compression=self.compression)
         except (OSError, RuntimeError) as error:
             mapped = _storage_error(self.path, error)
             if mapped is None:
@@ -227,8 +271,11 @@ class DomainWriter:
         if self._file is None:
             return False
         with self._abort_on_error():
+            if not self.labelled and not any(name in self._file for name in SPLITS):
+                raise DomainFileError(f"{self.path}: no samples were given; an unlabelled file needs at least one"
+                                      f" of the splits {list(SPLITS)}")
             # The checks that need all the data, named after the final path.
-            self.info = _describe(self.path, self._file, check_values=False)
+            self.info = _describe(self.path, self._file, check_values=False, labelled=self.labelled)
             self._file.close()
             os.replace(self._tmp_name, self.path)
         self._file = None
@@ -297,14 +344,14 @@ def _storage_error(path, error):
 
 
 def _write_split(group, x, arrays, *, compression=None):
-    """Append ``x`` (already in the stored dtype) and the labels and ids of ``arrays`` to a split's datasets."""
+    """Append ``x`` (already in the stored dtype) and the labels, ids and starts of ``arrays`` to a split's datasets."""
     start, stop = group["x"].shape[0], group["x"].shape[0] + len(x)
-    for key in ("x", "y") + ID_KEYS:
+    for key in ("x", "y") + ID_KEYS + POSITION_KEYS:
         values = x if key == "x" else getattr(arrays, key)
         if values is None:
             continue
         values = np.asarray(values)
-        if key in ID_KEYS:
+        if key in ID_KEYS + POSITION_KEYS:
             strings = _id_kind(values) == "strings"
             values = values.astype(str).astype(object) if strings else values.astype(np.int64)
             if key not in group:
