@@ -76,7 +76,9 @@ def versions():
     import numpy
     import sklearn
 
-    found = {"keras": keras.__version__, "backend": name(), "numpy": numpy.__version__,
+    from convlstm_tl import __version__
+
+    found = {"convlstm_tl": __version__, "keras": keras.__version__, "backend": name(), "numpy": numpy.__version__,
              "h5py": h5py.__version__, "scikit-learn": sklearn.__version__}
     if name() == "tensorflow":
         import tensorflow as tf

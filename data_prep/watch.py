@@ -287,6 +287,7 @@ def _provenance(data, *, domain, side, arm, window, overlap, step, frames, split
         "units": "raw sensor values as given by seglearn (not normalized)",
         "mirrored": (f"yes: channels multiplied by {MIRROR_SIGNS.tolist()} to map the left arm into right-arm"
                      " coordinates" if mirrored else "no"),
+        "channel_signs": MIRROR_SIGNS.tolist() if mirrored else None,
         "window": int(window),
         "overlap": float(overlap),
         "step": int(step),

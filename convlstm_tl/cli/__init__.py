@@ -9,11 +9,11 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 
 from convlstm_tl.errors import UserError, interrupt_in
 from convlstm_tl.files import environment_problem
+from convlstm_tl.quiet import held_native_stderr
 
 EXIT_USER_ERROR = 2
 
@@ -34,29 +34,17 @@ def import_backend_quietly():
     import fails, so that stderr carries our own lines only.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
-        os.dup2(sink.fileno(), 2)
-        try:
-            import keras
+    with held_native_stderr():
+        import keras
 
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-                tf.config.list_physical_devices()
-                # Its Python logger warns about tf.function retracing when a
-                # command predicts with several models in turn (evaluate):
-                # expected there, and not the user's to act on.
-                tf.get_logger().setLevel(logging.ERROR)
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            tf.config.list_physical_devices()
+            # Its Python logger warns about tf.function retracing when a
+            # command predicts with several models in turn (evaluate):
+            # expected there, and not the user's to act on.
+            tf.get_logger().setLevel(logging.ERROR)
 
 
 # Config fields that every command line sets with the same flag (see run_main's flags).

@@ -10,7 +10,8 @@ Every kind of run writes one (``kind`` is ``"source"``, ``"transfer"`` or
 - ``domain``: the domain it was trained on: ``name``, ``frame_shape`` (the
   ``(T, H, W, C)`` of a sample), ``class_names`` (not for pretraining, which
   sees no labels), and optionally ``path``, ``kind``, ``vocab_size``,
-  ``vocab_fingerprint``, ``split_sizes``;
+  ``vocab_fingerprint``, ``split_sizes``, ``recipe`` (how samples were cut
+  from long recordings, a :class:`~convlstm_tl.data.recipe.WindowRecipe`);
 - ``normalization``: per-channel ``mean`` and ``variance`` of the training
   frames, one value per channel (null for token domains);
 - transfers also record ``source_run`` (the source run's directory).
@@ -24,6 +25,7 @@ import math
 from pathlib import Path
 
 from convlstm_tl.config import ModelConfig
+from convlstm_tl.data.recipe import WindowRecipe
 from convlstm_tl.errors import ConfigError, RunError
 from convlstm_tl.jsonio import from_dict, is_int, load_json, shown, to_dict
 
@@ -89,6 +91,9 @@ def check_run_record(record):
             raise _FieldError("domain.class_names", f"must be a non-empty list of strings. Received: {shown(names)}")
     if "vocab_size" in domain and not (is_int(domain["vocab_size"]) and domain["vocab_size"] >= 1):
         raise _FieldError("domain.vocab_size", f"must be a positive int. Received: {shown(domain['vocab_size'])}")
+    if "recipe" in domain and WindowRecipe.from_dict(domain["recipe"]) is None:
+        raise _FieldError("domain.recipe", f"must be a window recipe (window, step, frames). Received:"
+                                           f" {shown(domain['recipe'])}")
     if "split_sizes" in domain and not isinstance(domain["split_sizes"], dict):
         raise _FieldError("domain.split_sizes", f"must be an object, not {_json_type(domain['split_sizes'])}")
     _check_normalization(record.get("normalization"), channels=frame_shape[-1])

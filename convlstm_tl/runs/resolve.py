@@ -3,12 +3,16 @@
 Every command that reads a run (``--from``, ``evaluate --runs``, ``advise``,
 a grid's source) names it the same way: a run name inside the runs folder,
 or the path of a run folder anywhere. :func:`resolve_run` is that rule;
-:func:`load_run` returns the run's model, record and metrics as one object.
+:func:`load_run` returns the run's model, record and metrics as one object,
+which also answers what a consumer of the model needs to know (classes,
+input shape and dtype, normalization, window recipe, versions: see
+:meth:`Run.signature`).
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convlstm_tl.data.recipe import WindowRecipe, window_recipe
 from convlstm_tl.errors import ConfigError, RunError
 from convlstm_tl.jsonio import load_json
 from convlstm_tl.runs.directory import find_run
@@ -101,11 +105,99 @@ class Run:
         """How many members the run's model averages (1: a single classifier)."""
         return int(self.record.get("config", {}).get("ensemble", 1) or 1)
 
+    @property
+    def input_dtype(self):
+        """The dtype the model's input takes: ``"int32"`` token ids, else ``"float32"`` frames."""
+        return "int32" if self.input_kind == "tokens" else "float32"
+
+    @property
+    def normalization(self):
+        """Per-channel ``mean`` and ``variance`` the model's first layer applies (None for token ids)."""
+        return self.record.get("normalization")
+
+    @property
+    def versions(self):
+        """The package versions the run was trained with (empty for runs that predate the record)."""
+        return dict(self.record.get("versions") or {})
+
+    @property
+    def window_recipe(self):
+        """How the run's samples were cut from long recordings (:class:`WindowRecipe`), or None.
+
+        Recorded by runs since the recipe existed; for older runs it is read
+        from the domain file at the recorded path, when that file is still
+        the run's domain.
+        """
+        if "recipe" in self.domain:
+            return WindowRecipe.from_dict(self.domain["recipe"])
+        return _recipe_of_file(self.domain.get("path"), self.domain_name)
+
+    def domain_file_candidates(self, data_dir=None):
+        """Where the run's domain file may be: its recorded path, then ``<data_dir>/<domain>.h5``."""
+        from convlstm_tl.data.format import domain_path
+
+        recorded = [Path(self.domain["path"])] if self.domain.get("path") else []
+        return [*recorded, domain_path(self.domain_name, data_dir or None)]
+
+    def find_domain_file(self, data_dir=None):
+        """The run's domain file (see :meth:`domain_file_candidates`), or None when none of them exists."""
+        return next((path for path in self.domain_file_candidates(data_dir) if path.is_file()), None)
+
+    def signature(self):
+        """What a consumer of the model needs, as a JSON-ready dict (``signature.json`` beside an export).
+
+        The input (name, shape with a free batch axis, dtype), the output
+        (class probabilities in ``class_names`` order), the normalization the
+        model applies itself, a token domain's vocabulary, the window recipe
+        of the domain, and the versions the run was trained with.
+        """
+        signature = {
+            "run": self.name,
+            "kind": self.kind,
+            "domain": self.domain_name,
+            "input": {"name": "frames", "shape": [None, *self.frame_shape], "dtype": self.input_dtype,
+                      "layout": "(batch, time T, height H, width W, channels C)"},
+            "output": {"shape": [None, len(self.class_names)], "dtype": "float32",
+                       "meaning": "class probabilities (softmax), one column per class_names entry"},
+            "class_names": self.class_names,
+            "normalization": None,
+            "window_recipe": None,
+            "versions": self.versions,
+        }
+        if self.normalization is not None:
+            signature["normalization"] = {
+                "mean": self.normalization["mean"], "variance": self.normalization["variance"],
+                "applied": "by the model's first layer: feed frames as the domain file holds them"}
+        if self.input_kind == "tokens":
+            signature["vocabulary"] = {"size": self.domain.get("vocab_size"),
+                                       "fingerprint": self.domain.get("vocab_fingerprint")}
+        recipe = self.window_recipe
+        if recipe is not None:
+            signature["window_recipe"] = {**recipe.to_dict(), "frame_width": recipe.frame_width,
+                                          "overlap": recipe.overlap, "description": recipe.describe()}
+        return signature
+
     def check_single_model(self, purpose):
         """Refuse an ensemble run where one body is needed (``purpose``: what needs it, e.g. "a transfer")."""
         if self.ensemble > 1:
             raise RunError(f"run {self.name} is an ensemble of {self.ensemble} models; {purpose} needs one body:"
                            " give a run trained without ensemble")
+
+
+def _recipe_of_file(path, domain):
+    """The window recipe in the provenance of the domain file at ``path``, if it is still ``domain``'s; else None."""
+    if not path or not Path(path).is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if str(f.attrs.get("domain", "")) != domain:
+                return None
+            provenance = f.attrs.get("provenance", "")
+    except (OSError, KeyError, ValueError):
+        return None
+    return window_recipe(provenance.decode() if isinstance(provenance, bytes) else str(provenance))
 
 
 def same_classes(ours, theirs):

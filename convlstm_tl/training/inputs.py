@@ -4,6 +4,7 @@ augmentation."""
 import numpy as np
 
 from convlstm_tl.data import augment
+from convlstm_tl.data.recipe import window_recipe
 from convlstm_tl.data.stats import channel_stats, vocab_fingerprint
 from convlstm_tl.errors import ConfigError
 
@@ -50,8 +51,12 @@ def check_augment_fits(config, info):
 
 def domain_record(info):
     """The ``domain`` entry of a run's record: what the run was trained on (see :mod:`convlstm_tl.runs.record`)."""
-    return {"name": info.domain, "path": str(info.path), "class_names": list(info.class_names),
-            "frame_shape": list(info.frame_shape), "split_sizes": info.split_sizes, **kind_record(info)}
+    record = {"name": info.domain, "path": str(info.path), "class_names": list(info.class_names),
+              "frame_shape": list(info.frame_shape), "split_sizes": info.split_sizes, **kind_record(info)}
+    recipe = window_recipe(info.provenance)
+    if recipe is not None:  # how new recordings must be cut to fit the run (python -m convlstm_tl.predict)
+        record["recipe"] = recipe.to_dict()
+    return record
 
 
 def class_weights(mode, labels, n_classes):

@@ -162,12 +162,11 @@ def _open_source_data(config, source, target_info):
     why = ("joint trains on the source's training data" if config.strategy == "joint"
            else f"adapt {config.adapt} reads the source's training data" if config.adapt in ALIGNMENT_ADAPTS
            else "target_fraction 0 trains on the source's labels")
-    recorded = Path(source.domain.get("path", ""))
-    candidates = [recorded, Path(config.data_dir) / f"{source.domain_name}.h5"]
-    found = next((path for path in candidates if path.name and path.is_file()), None)
+    found = source.find_domain_file(config.data_dir)
     if found is None:
-        raise ConfigError(f"{why}, but source run {source.name}'s domain file is gone ({recorded}, nor"
-                          f" {candidates[1]}); put it back or prepare {source.domain_name} again", field="strategy")
+        raise ConfigError(f"{why}, but source run {source.name}'s domain file is gone"
+                          f" ({', nor '.join(map(str, source.domain_file_candidates(config.data_dir)))}); put it back"
+                          f" or prepare {source.domain_name} again", field="strategy")
     info = open_domain(found)
     if tuple(info.frame_shape) != tuple(target_info.frame_shape) or info.kind != target_info.kind:
         raise ConfigError(f"{why}, so its samples must have the target's shape; {info.domain} has {info.kind}"
