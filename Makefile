@@ -17,7 +17,7 @@ $(PY):
 # Reinstall when the package metadata changes.
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[data,dev,baselines]"
+	$(PY) -m pip install --quiet -e ".[data,dev,baselines,onnx]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -10,6 +10,9 @@ The public API::
     run = convlstm_tl.load_run("St-ms-freeze")          # model, record, metrics
     evaluation = convlstm_tl.evaluate_runs([run.path], ["St", "ms"])
     advice = convlstm_tl.advise_transfer("St", "ms", target_fraction=0.1)
+    run.signature()                                     # classes, input, normalization, window recipe
+    predictions = convlstm_tl.predict_samples(run, convlstm_tl.open_samples("new.csv", run))
+    convlstm_tl.export_run(run, "St.tflite", format="tflite", check_x=x)   # checked against run.model
 
 (The functions are named apart from the modules ``convlstm_tl.train``,
 ``.evaluate`` and ``.advise``, which are the ``python -m`` entry points.)
@@ -25,7 +28,7 @@ Where things are (the README's code map says more): :mod:`convlstm_tl.config`
 (layers, classifier), :mod:`convlstm_tl.strategies` (registry, recipe,
 advisor), :mod:`convlstm_tl.training` (the run drivers), :mod:`convlstm_tl.runs`
 (run directories and records), :mod:`convlstm_tl.evaluation`,
-:mod:`convlstm_tl.cli` (the command lines).
+:mod:`convlstm_tl.deploy` (predict on new recordings, export), :mod:`convlstm_tl.cli` (the command lines).
 """
 
 import importlib
@@ -46,6 +49,9 @@ _API = {
     "evaluate_runs": ("convlstm_tl.evaluation.crossdomain", "evaluate_runs"),
     "advise_transfer": ("convlstm_tl.strategies.advisor", "advise_transfer"),
     "load_run": ("convlstm_tl.runs.resolve", "load_run"),
+    "open_samples": ("convlstm_tl.deploy.inputs", "open_samples"),
+    "predict_samples": ("convlstm_tl.deploy.predict", "predict_samples"),
+    "export_run": ("convlstm_tl.deploy.export", "export_run"),
     "resolve_run": ("convlstm_tl.runs.resolve", "resolve_run"),
 }
 __all__ = sorted(_API)
