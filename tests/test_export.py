@@ -55,6 +55,7 @@ def _export_line(argv, capsys):
 # ------------------------------------------------------------------ signature
 
 
+@pytest.mark.slow
 def test_signature_says_what_the_model_takes_and_gives(world):
     _, domain, run, _, _ = world
     signature = run.signature()
@@ -206,6 +207,7 @@ def test_an_export_that_differs_writes_nothing(world, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no export, no signature, no work folder
 
 
+@pytest.mark.slow
 def test_existing_destinations_are_kept(world, tmp_path):
     _, _, run, _, x = world
     mine = tmp_path / "model.keras"
@@ -234,6 +236,7 @@ def test_cli_option_mistakes_are_one_line(tmp_path, capsys, argv, expected):
     assert expected in line
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_unknown_run_and_a_missing_domain_file(world, tmp_path, capsys):
     root, _, run, _, _ = world
     line = _export_line(["--run", "nope", "--format", "keras", "--out", str(tmp_path / "m.keras"),

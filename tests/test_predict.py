@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from convlstm_tl.errors import UserError
 from convlstm_tl.evaluation.predict import predict_split
 from convlstm_tl.predict import main as predict_main
 from convlstm_tl.runs.resolve import load_run
+
+# Every test here predicts with trained runs (the module's fixture trains two).
+pytestmark = pytest.mark.slow
 
 PROG = "python -m convlstm_tl.predict"
 TINY_MODEL = ModelConfig(filters=(4,), head_units=8, head_dropout=0.25)
@@ -245,3 +249,16 @@ def test_training_refuses_an_unlabelled_file_in_one_line(world, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no labels" in err[0], err
     assert not (tmp_path / "r" / "new").exists()
+
+
+def test_a_pretraining_run_is_refused_in_one_line(world, tmp_path, capsys):
+    import shutil
+
+    root, table, _, run, _ = world
+    pretrained = tmp_path / "Pre"
+    shutil.copytree(run.path, pretrained)
+    record = json.loads((pretrained / "config.json").read_text())
+    record["kind"] = "pretrain"
+    (pretrained / "config.json").write_text(json.dumps(record))
+    line = _error_line(["--run", str(pretrained), "--input", str(table)], capsys)
+    assert "is a pretraining run" in line and "needs a classifier" in line

@@ -72,6 +72,7 @@ def main(argv=None):
     check_options(args.format, args.quantize)
     check_destination(args.out, args.format, overwrite=args.overwrite)
     record = load_run(args.run, args.runs_dir, with_model=False)
+    record.check_classifier("an export")
     domain_file = record.find_domain_file(args.data_dir)
     if domain_file is None:
         raise RunError(f"the export is checked on run {record.name}'s test split, but its domain file is not at"

@@ -66,7 +66,7 @@ def main(argv=None):
         _check_out(args.out, args.overwrite)
     delimiter = check_delimiter(args.delimiter, default="a comma")
     # The run's record first: a wrong name fails before the backend starts.
-    load_run(args.run, args.runs_dir, with_model=False)
+    load_run(args.run, args.runs_dir, with_model=False).check_classifier("prediction")
     import_backend_quietly()
     from convlstm_tl.deploy.inputs import open_samples
     from convlstm_tl.deploy.predict import predict_samples

@@ -126,6 +126,7 @@ def export_run(run, out, *, format, quantize="none", check_x, overwrite=False, t
             is written then.
     """
     check_options(format, quantize)
+    run.check_classifier("an export")
     out = Path(out)
     signature_path = signature_path_of(out)
     check_destination(out, format, overwrite=overwrite)

@@ -114,6 +114,7 @@ def predict_samples(run, samples, *, batch_size=128, progress=False):
     """
     from tqdm.auto import tqdm
 
+    run.check_classifier("prediction")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1. Received: {batch_size}")
     n_classes = len(run.class_names)

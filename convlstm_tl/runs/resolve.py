@@ -177,6 +177,12 @@ class Run:
                                           "overlap": recipe.overlap, "description": recipe.describe()}
         return signature
 
+    def check_classifier(self, purpose):
+        """Refuse a pretraining run (an autoencoder, no classes) where a classifier is needed (``purpose``)."""
+        if self.kind == "pretrain":
+            raise RunError(f"run {self.name} is a pretraining run (a frame autoencoder, no classes); {purpose} needs"
+                           " a classifier: train one from it with python -m convlstm_tl.train --transfer")
+
     def check_single_model(self, purpose):
         """Refuse an ensemble run where one body is needed (``purpose``: what needs it, e.g. "a transfer")."""
         if self.ensemble > 1:
