@@ -15,14 +15,14 @@ import tempfile
 
 @contextlib.contextmanager
 def held_native_stderr():
-    """Send fd 2 to a temporary file inside the block; replay it on stderr if the block raises."""
+    """Send fd 2 to a temporary file inside the block; replay it on stderr if the block fails with an error."""
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
         sys.stderr.flush()
         os.dup2(sink.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:  # not on Ctrl-C or SIGTERM: an interrupt is one line of its own
             os.dup2(saved, 2)
             sink.seek(0)
             sys.stderr.write(sink.read().decode(errors="replace"))

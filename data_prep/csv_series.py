@@ -62,6 +62,7 @@ DEFAULT_LABEL_COLUMN = "label"
 DEFAULT_WINDOW = 100
 DEFAULT_OVERLAP = 0.5
 DEFAULT_FRAMES = 10  # -> frames of 10 rows
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def read_recordings(path, *, group_column=DEFAULT_GROUP_COLUMN, label_column=DEFAULT_LABEL_COLUMN,
@@ -94,7 +95,8 @@ def read_recordings(path, *, group_column=DEFAULT_GROUP_COLUMN, label_column=DEF
     if not path.is_file():
         raise UserError(f"input file {path} not found")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=check_delimiter(delimiter, default="a comma"))
             header = next(reader, None)
             if not header:
@@ -171,6 +173,9 @@ def _read_rows(reader, width, key_index, channel_index, channels, *, roles=("gro
                 raise UserError(f"line {line}: column {name!r} must be a number. Received: {row[i]!r}") from None
             if not math.isfinite(value):
                 raise UserError(f"line {line}: column {name!r} is {row[i].strip()}; clean the data first")
+            if abs(value) > FLOAT32_MAX:
+                raise UserError(f"line {line}: column {name!r} is {row[i].strip()}, beyond the float32 range"
+                                f" (±{FLOAT32_MAX:.3g}) the frames are stored in; rescale the channel first")
             values.append(value)
         if key != current:
             close()

@@ -177,7 +177,7 @@ def read_examples(path, *, delimiter=DEFAULT_DELIMITER, skip_header=False):
         raise UserError(f"input file {path} not found")
     examples = []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not text
             for line, fields in _records(csv.reader(f, delimiter=delimiter, strict=True)):
                 if line == 1 and skip_header or not any(field.strip() for field in fields):
                     continue

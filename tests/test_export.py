@@ -218,11 +218,37 @@ def test_existing_destinations_are_kept(world, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "holiday.jpg").write_text("x")
-    with pytest.raises(ExportError, match="holds no SavedModel"):
+    with pytest.raises(ExportError, match="is not an earlier savedmodel export"):
         export_run(run, folder, format="savedmodel", check_x=x, overwrite=True)
-    with pytest.raises(ExportError, match="a keras export is a file"):
-        export_run(run, folder, format="keras", check_x=x, overwrite=True)
+    with pytest.raises(ExportError, match="a tflite export is a file"):
+        export_run(run, folder, format="tflite", check_x=x, overwrite=True)
     assert (folder / "holiday.jpg").read_text() == "x"
+    # --overwrite replaces an earlier export of the same format only, never the user's own file.
+    with pytest.raises(ExportError, match="is not an earlier keras export"):
+        export_run(run, mine, format="keras", check_x=x, overwrite=True)
+    assert mine.read_text() == "the user's own file"
+    with pytest.raises(ExportError, match="must end in .keras"):
+        export_run(run, tmp_path / "model", format="keras", check_x=x)
+    link = tmp_path / "link.tflite"
+    link.symlink_to(mine)
+    with pytest.raises(ExportError, match="is a symbolic link"):
+        export_run(run, link, format="tflite", check_x=x, overwrite=True)
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_an_earlier_export_of_the_same_format(world, tmp_path):
+    _, _, run, _, x = world
+    out = tmp_path / "m.tflite"
+    export_run(run, out, format="tflite", check_x=x[:4])
+    first = out.read_bytes()
+    report = export_run(run, out, format="tflite", quantize="float16", check_x=x[:4], overwrite=True)
+    assert out.read_bytes() != first and report.quantize == "float16"
+    signature = json.loads(signature_path_of(out).read_text())
+    assert signature["export"]["file"] == "m.tflite" and signature["export"]["quantize"] == "float16"
+    assert signature["output"]["name"] == SERVING_OUTPUT
+    with pytest.raises(ExportError, match="is not an earlier onnx export"):
+        export_run(run, out, format="onnx", check_x=x[:4], overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.signature.json"]
 
 
 @pytest.mark.parametrize("argv, expected", [

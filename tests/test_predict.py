@@ -9,6 +9,7 @@ import pytest
 
 from conftest import write_tiny
 from convlstm_tl.cli import run_main
+from convlstm_tl.cli.predict import FLAGS
 from convlstm_tl.config import ModelConfig, TrainConfig
 from convlstm_tl.data.reader import read_ids
 from convlstm_tl.deploy.inputs import open_samples
@@ -63,7 +64,7 @@ def world(tmp_path_factory):
 
 def _error_line(argv, capsys):
     try:
-        code = run_main(predict_main, argv, prog=PROG)
+        code = run_main(predict_main, argv, prog=PROG, flags=FLAGS)
     except SystemExit as exit_:
         code = exit_.code
     assert code == 2
@@ -176,11 +177,73 @@ def test_cli_writes_a_csv_per_sample_and_per_recording(world, tmp_path, capsys):
 
 def test_cli_keeps_an_existing_output(world, tmp_path, capsys):
     root, table, _, run, _ = world
+    base = ["--run", run.name, "--runs-dir", str(root / "runs"), "--input", str(table), "--quiet"]
     out = tmp_path / "mine.csv"
     out.write_text("keep me")
-    line = _error_line(["--run", run.name, "--runs-dir", str(root / "runs"), "--input", str(table), "--out",
-                        str(out)], capsys)
+    line = _error_line([*base, "--out", str(out)], capsys)
     assert "exists; choose another name or pass --overwrite" in line and out.read_text() == "keep me"
+    # --overwrite replaces a predictions file only.
+    line = _error_line([*base, "--out", str(out), "--overwrite"], capsys)
+    assert "is not a predictions file" in line and out.read_text() == "keep me"
+    ours = tmp_path / "p.csv"
+    assert predict_main([*base, "--out", str(ours)]) == 0
+    assert predict_main([*base, "--out", str(ours), "--overwrite", "--aggregate", "recording"]) == 0
+    assert "windows" in ours.read_text().splitlines()[0]
+    link = tmp_path / "link.csv"
+    link.symlink_to(ours)
+    assert "is a symbolic link" in _error_line([*base, "--out", str(link), "--overwrite"], capsys)
+    assert "is a folder" in _error_line([*base, "--out", str(tmp_path / "new") + "/"], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "mine.csv", "p.csv"]
+
+
+def test_cli_refuses_options_that_do_not_apply(world, tmp_path, capsys):
+    root, table, domain, run, _ = world
+    base = ["--run", run.name, "--runs-dir", str(root / "runs")]
+    line = _error_line([*base, "--input", str(table), "--split", "val"], capsys)
+    assert "split applies to domain files only" in line and "(option --split)" in line
+    line = _error_line([*base, "--input", str(domain), "--group-column", "subject"], capsys)
+    assert "group column applies to CSV input only" in line
+    line = _error_line([*base, "--input", str(table), "--label-column", "activity"], capsys)
+    assert "has no label column 'activity'" in line
+
+
+def test_csv_quirks_users_have(world, tmp_path, capsys):
+    """Excel's byte-order mark, tab-separated files, and values float32 cannot hold."""
+    root, table, _, run, _ = world
+    expected = predict_samples(run, open_samples(table, run)).probabilities
+    text = table.read_text()
+    bom = tmp_path / "excel.csv"
+    bom.write_text("\ufeff" + text, encoding="utf-8")
+    np.testing.assert_allclose(predict_samples(run, open_samples(bom, run)).probabilities, expected, atol=1e-6)
+    tsv = tmp_path / "table.tsv"
+    tsv.write_text(text.replace(",", "\t"))
+    np.testing.assert_allclose(predict_samples(run, open_samples(tsv, run)).probabilities, expected, atol=1e-6)
+    lines = text.splitlines()
+    fields = lines[5].split(",")
+    fields[2] = "1e39"
+    huge = tmp_path / "huge.csv"
+    huge.write_text("\n".join([*lines[:5], ",".join(fields), *lines[6:]]) + "\n")
+    line = _error_line(["--run", run.name, "--runs-dir", str(root / "runs"), "--input", str(huge)], capsys)
+    assert "line 6: column 'ax' is 1e39, beyond the float32 range" in line
+    np.savez(tmp_path / "huge.npz", x=np.full((2, *run.frame_shape), 1e39))
+    line = _error_line(["--run", run.name, "--runs-dir", str(root / "runs"), "--input", str(tmp_path / "huge.npz")],
+                       capsys)
+    assert "beyond the float32 range" in line
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, *run.frame_shape), "float32"))
+    line = _error_line(["--run", run.name, "--runs-dir", str(root / "runs"), "--input", str(tmp_path / "empty.npz")],
+                       capsys)
+    assert "holds no samples" in line
+
+
+def test_short_recordings_are_named(world, tmp_path, caplog):
+    _, table, _, run, _ = world
+    lines = table.read_text().splitlines()
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join([*lines[:41], "lonely,walk,0.1,0.2"]) + "\n")
+    with caplog.at_level("WARNING"):
+        samples = open_samples(short, run)
+    assert samples.count > 0
+    assert "1 recording shorter than a window (16 rows) gives no prediction (group lonely)" in caplog.text
 
 
 def _bad_npz(tmp_path, run, what):
@@ -262,3 +325,20 @@ def test_a_pretraining_run_is_refused_in_one_line(world, tmp_path, capsys):
     (pretrained / "config.json").write_text(json.dumps(record))
     line = _error_line(["--run", str(pretrained), "--input", str(table)], capsys)
     assert "is a pretraining run" in line and "needs a classifier" in line
+
+
+def test_held_back_native_output_is_replayed_on_errors_only(capfd):
+    import os
+
+    from convlstm_tl.quiet import held_native_stderr
+
+    with pytest.raises(ValueError):
+        with held_native_stderr():
+            os.write(2, b"native notice\n")
+            raise ValueError("boom")
+    assert "native notice" in capfd.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        with held_native_stderr():
+            os.write(2, b"native notice\n")
+            raise KeyboardInterrupt
+    assert "native notice" not in capfd.readouterr().err

@@ -51,6 +51,9 @@ def format_report(report):
     """The export report as a few human-readable lines."""
     size = report.size_bytes / 2**20
     allowed = f" (allowed {report.tolerance:g})" if report.tolerance is not None else " (quantized: reported only)"
+    if report.quantize != "none" and report.max_abs_diff < 1e-6:
+        # The converter quantizes only weight tensors of 1024 values or more.
+        allowed += "; no weight was large enough to quantize, the model stays float32"
     return "\n".join([
         f"wrote {report.path} ({report.format}{'' if report.quantize == 'none' else ', ' + report.quantize},"
         f" {size:.2f} MiB) and {report.signature_path}",

@@ -70,10 +70,17 @@ class WindowRecipe:
             return None
 
     def describe(self):
-        """One phrase, e.g. ``windows of 100 rows every 50, in 10 frames of 10, channels ax, ay``."""
-        text = f"windows of {self.window} rows every {self.step}, in {self.frames} frames of {self.frame_width}"
+        """One phrase, e.g. ``windows of 100 rows every 50, in 10 frames of 10 rows, channels ax, ay``.
+
+        Frame ``t`` holds rows ``t * frame_width`` to ``(t + 1) * frame_width - 1``
+        of the window; channel factors, when the converter applied some, are named.
+        """
+        text = (f"windows of {self.window} rows every {self.step}, in {self.frames} frames of {self.frame_width}"
+                " rows")
         if self.channels:
             text += f", channels {', '.join(self.channels)}"
+        if self.channel_signs:
+            text += f" multiplied by {[int(v) if float(v).is_integer() else v for v in self.channel_signs]}"
         return text
 
 

@@ -153,7 +153,10 @@ def export_run(run, out, *, format, quantize="none", check_x, overwrite=False, t
             agreement=float(np.mean(exported.argmax(-1) == reference.argmax(-1))) if len(check_x) else 1.0,
             tolerance=limit, latency_ms=median_latency_ms(predict_one, one),
             reference_latency_ms=median_latency_ms(run.model.predict_on_batch, one), runtime=runtime)
-        signature = {**run.signature(), "export": {**report.to_dict(), "versions": _versions_now()}}
+        checked = {key: value for key, value in report.to_dict().items() if key not in ("path", "signature_path")}
+        signature = {**run.signature(), "export": {"file": out.name, **checked, "versions": _versions_now()}}
+        if format != "keras":  # the serving formats name their input and output
+            signature["output"] = {"name": SERVING_OUTPUT, **signature["output"]}
         (work / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
         _publish(artifact, out)
         os.replace(work / "signature.json", signature_path)
@@ -179,28 +182,48 @@ def signature_path_of(out):
 
 
 def check_destination(out, format, *, overwrite=False):
-    """Refuse a destination that exists (unless ``overwrite`` and it is an export of this kind) or is not writable.
+    """Refuse a destination that exists (unless ``overwrite`` and it is an earlier export) or cannot be written.
 
-    A folder is replaced only when it holds a SavedModel, so that
-    ``--overwrite`` never deletes a folder the user keeps other things in.
+    ``overwrite`` replaces only an earlier export of the same format, known
+    by the ``<out>.signature.json`` this module wrote beside it, so that a
+    mistyped ``--out`` never replaces a file or folder the user keeps. A
+    ``keras`` export must end in ``.keras``, which Keras' loader requires.
     """
-    out = Path(out)
     wants_folder = format == "savedmodel"
-    for path in (out, signature_path_of(out)):
-        if not path.exists() and not path.is_symlink():
-            continue
+    if str(out).endswith(("/", os.sep)) and not wants_folder:
+        raise ExportError(f"--out {out} names a folder; a {format} export is a file, e.g."
+                          f" {Path(out) / ('model' + SUFFIXES[format])}")
+    out = Path(out)
+    if format == "keras" and out.suffix != ".keras":
+        raise ExportError(f"a keras export must end in .keras (Keras loads no other name). Received: --out {out}")
+    signature = signature_path_of(out)
+    for path in (out, signature):
+        if path.is_symlink() or (path.exists() and not (path.is_file() or path.is_dir())):
+            raise ExportError(f"{path} is {'a symbolic link' if path.is_symlink() else 'not a regular file'};"
+                              " choose another --out")
+    if out.exists() or signature.exists():
         if not overwrite:
-            raise ExportError(f"{path} exists; choose another --out or pass --overwrite to replace the export")
-        if path == out and out.is_dir() != wants_folder:
+            raise ExportError(f"{out if out.exists() else signature} exists; choose another --out or pass"
+                              " --overwrite to replace the export")
+        if out.exists() and out.is_dir() != wants_folder:
             kind = "a folder" if out.is_dir() else "a file"
             raise ExportError(f"{out} is {kind}; a {format} export is {'a folder' if wants_folder else 'a file'},"
                               " choose another --out")
-        if path == out and wants_folder and not (out / "saved_model.pb").is_file():
-            raise ExportError(f"{out} is a folder that holds no SavedModel; --overwrite replaces only an earlier"
-                              " export: choose another --out")
+        if _exported_format(signature) != format:
+            raise ExportError(f"{out if out.exists() else signature} is not an earlier {format} export (no"
+                              f" {signature.name} of one beside it); --overwrite replaces only those: choose"
+                              " another --out")
     parent = _existing_parent(out)
     if not os.access(parent, os.W_OK):
         raise ExportError(f"cannot write in {parent} (permission denied); choose another --out")
+
+
+def _exported_format(signature):
+    """The format an earlier export's signature file records, or None for anything else."""
+    try:
+        return json.loads(Path(signature).read_text(encoding="utf-8"))["export"]["format"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def check_samples(path, split="test", *, limit=CHECK_SAMPLES, dtype="float32"):
@@ -363,7 +386,7 @@ class _ONNX:
         import tf2onnx
 
         spec = (tf.TensorSpec((None, *run.frame_shape), dtype=run.input_dtype, name=SERVING_INPUT),)
-        _converted("the ONNX converter (tf2onnx)", tf2onnx.convert.from_keras, unrolled(model),
+        _converted("the ONNX converter (tf2onnx)", tf2onnx.convert.from_keras, _named_output(unrolled(model)),
                    input_signature=spec, opset=ONNX_OPSET, output_path=str(path))
 
     @staticmethod
@@ -398,6 +421,13 @@ def unrolled(model):
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _named_output(model):
+    """``model`` with its output named :data:`SERVING_OUTPUT` (the name converters give the graph's output)."""
+    import keras
+
+    return keras.Model(model.inputs, keras.layers.Identity(name=SERVING_OUTPUT)(model.outputs[0]), name=model.name)
 
 
 _EXPORTERS = {"keras": _Keras, "savedmodel": _SavedModel, "tflite": _TFLite, "onnx": _ONNX}

@@ -16,6 +16,7 @@ the run expects and what the file holds.
 """
 
 import csv
+import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,18 @@ from convlstm_tl.data.reader import iter_x, read_ids
 from convlstm_tl.data.stats import vocab_fingerprint
 from convlstm_tl.errors import UserError, first_line
 
+log = logging.getLogger(__name__)
+
 DOMAIN_SUFFIXES = (".h5", ".hdf5")
-CSV_SUFFIXES = (".csv",)
+# Long-format text tables, and their default field separator.
+CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 # Per-sample arrays that name a sample in the output (with the sample's index).
 ID_COLUMNS = (*ID_KEYS, "start")
+# A CSV's label column when none is named: read when the file has it.
+DEFAULT_LABEL_COLUMN = "label"
 # Samples read and checked at a time from an .npz (it is loaded whole; the check need not be).
 CHECK_BATCH = 4096
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -60,17 +67,22 @@ class Samples:
         return self.read(batch_size)
 
 
-def open_samples(path, run, *, split="test", group_column="group", label_column="label", recording_column=None,
-                 delimiter=","):
+def open_samples(path, run, *, split=None, group_column=None, label_column=None, recording_column=None,
+                 delimiter=None):
     """The samples of ``path`` for ``run``'s model, checked against what the run expects.
 
     Args:
         path: a domain file, an ``.npz`` or a long-format CSV (by suffix).
         run: the :class:`~convlstm_tl.runs.resolve.Run` that will predict.
-        split: the split of a domain file.
+        split: the split of a domain file (None: ``test``).
         group_column, label_column, recording_column, delimiter: a CSV's
-            columns, as ``data_prep csv`` reads them; the label column is
-            optional (read when the file has it).
+            columns and field separator, as ``data_prep csv`` reads them
+            (None: ``group``; ``label`` when the file has it, as a label
+            change starts a new recording; none; a comma, a tab for
+            ``.tsv``). A label column named here must exist.
+
+    Options that do not apply to the kind of input (``split`` for a CSV,
+    the CSV's for a domain file) are refused rather than ignored.
 
     Returns:
         :class:`Samples`.
@@ -83,15 +95,30 @@ def open_samples(path, run, *, split="test", group_column="group", label_column=
     if not path.is_file():
         raise UserError(f"input file {path} not found")
     suffix = path.suffix.lower()
+    csv_options = {"group_column": group_column, "label_column": label_column,
+                   "recording_column": recording_column, "delimiter": delimiter}
+    if suffix not in CSV_SUFFIXES:
+        _refuse_options(path, {key: value for key, value in csv_options.items() if value is not None}, "CSV input")
+    if suffix != ".npz" and suffix not in CSV_SUFFIXES and suffix not in DOMAIN_SUFFIXES:
+        raise UserError(f"{path}: cannot tell what the file holds from its suffix {path.suffix!r}; give a domain file"
+                        f" ({', '.join(DOMAIN_SUFFIXES)}), an .npz with x, or a long-format"
+                        f" {' or '.join(CSV_SUFFIXES)}")
     if suffix in DOMAIN_SUFFIXES:
-        return _domain_samples(path, run, split)
+        return _domain_samples(path, run, split or "test")
+    _refuse_options(path, {"split": split} if split is not None else {}, "domain files")
     if suffix == ".npz":
         return _npz_samples(path, run)
-    if suffix in CSV_SUFFIXES:
-        return _csv_samples(path, run, group_column=group_column, label_column=label_column,
-                            recording_column=recording_column, delimiter=delimiter)
-    raise UserError(f"{path}: cannot tell what the file holds from its suffix {path.suffix!r}; give a domain file"
-                    f" ({', '.join(DOMAIN_SUFFIXES)}), an .npz with x, or a long-format {', '.join(CSV_SUFFIXES)}")
+    return _csv_samples(path, run, group_column=group_column or "group", label_column=label_column,
+                        recording_column=recording_column,
+                        delimiter=delimiter or CSV_SUFFIXES[suffix])
+
+
+def _refuse_options(path, given, applies_to):
+    if given:
+        names = ", ".join(given)
+        raise UserError(f"{names.replace('_', ' ')} {'applies' if len(given) == 1 else 'apply'} to {applies_to}"
+                        f" only, and {path} is not one; leave {'it' if len(given) == 1 else 'them'} out",
+                        field=tuple(given))
 
 
 # ------------------------------------------------------------------ domain files
@@ -141,13 +168,13 @@ def _check_recipe(run, provenance, path):
         raise UserError(f"run {run.name} takes the channels {', '.join(ours.channels)} in this order; {path} holds"
                         f" {', '.join(theirs.channels)}; convert it with --channels {','.join(ours.channels)}")
     if (ours.channel_signs or None) != (theirs.channel_signs or None):
-        raise UserError(f"run {run.name}'s domain was stored with the channels multiplied by"
-                        f" {_signs(ours.channel_signs)}, {path} by {_signs(theirs.channel_signs)}; convert it with"
-                        " the same options as the run's domain")
+        raise UserError(f"run {run.name}'s domain was stored {_signs(ours.channel_signs)}, {path}"
+                        f" {_signs(theirs.channel_signs)}; convert it as the run's domain was ({ours.converter},"
+                        " with the same channel options, e.g. --mirror-left)")
 
 
 def _signs(signs):
-    return list(signs) if signs else "nothing (as recorded)"
+    return f"with its channels multiplied by {list(signs)}" if signs else "with its channels as recorded"
 
 
 # ------------------------------------------------------------------ .npz
@@ -170,6 +197,8 @@ def _npz_samples(path, run):
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
             raise UserError(f"{path}: cannot read its arrays ({first_line(error)})") from None
     where = f"x of {path}"
+    if x.ndim == 5 and not len(x):
+        raise UserError(f"{where} holds no samples")
     if x.ndim != 5:
         raise UserError(f"{where} must have rank 5 (N, T, H, W, C), samples of shape {_shape(run.frame_shape)} for"
                         f" run {run.name}. Received: shape={x.shape}")
@@ -201,13 +230,17 @@ def _checked_values(x, run, where):
         return x.astype("int32", copy=False)
     if x.dtype.kind not in "iuf":
         raise UserError(f"{where} must hold numbers (float32 frames) for run {run.name}. Received: dtype={x.dtype}")
-    x = x.astype("float32", copy=False)
     for start in range(0, len(x), CHECK_BATCH):
-        finite = np.isfinite(x[start:start + CHECK_BATCH]).reshape(-1, int(np.prod(x.shape[1:]))).all(axis=1)
+        chunk = x[start:start + CHECK_BATCH].reshape(-1, int(np.prod(x.shape[1:])))
+        finite = np.isfinite(chunk).all(axis=1)
         if not finite.all():
             raise UserError(f"{where} has NaN or inf (first at sample {start + int(np.argmin(finite))}); clean"
                             " the data first")
-    return x
+        beyond = (np.abs(chunk) > FLOAT32_MAX).any(axis=1)
+        if beyond.any():
+            raise UserError(f"{where} has values beyond the float32 range (±{FLOAT32_MAX:.3g}), first at sample"
+                            f" {start + int(np.argmax(beyond))}; rescale them first")
+    return x.astype("float32", copy=False)
 
 
 # ------------------------------------------------------------------ long-format CSV
@@ -232,6 +265,10 @@ def _csv_samples(path, run, *, group_column, label_column, recording_column, del
         raise UserError(f"run {run.name}'s window recipe ({recipe.describe()}) does not give its samples of shape"
                         f" {_shape(run.frame_shape)}; give a domain file or an .npz instead of a CSV")
     header = _header(path, delimiter)
+    if label_column is not None and label_column not in header:
+        raise UserError(f"{path} has no label column {label_column!r} (columns: {', '.join(header)}); leave"
+                        " --label-column out for a file without labels")
+    label_column = label_column or DEFAULT_LABEL_COLUMN
     labelled = label_column in header
     names = list(recipe.channels) if recipe.channels else None
     if names:
@@ -256,6 +293,11 @@ def _csv_samples(path, run, *, group_column, label_column, recording_column, del
         starts.append(np.arange(len(windows), dtype=np.int64) * recipe.step)
         labels.extend([recording.get("label")] * len(windows))
     x = np.concatenate(xs) if xs else np.empty((0, *run.frame_shape), np.float32)
+    short = [recording["group"] for recording in recordings if len(recording["values"]) < recipe.window]
+    if short and len(x):
+        log.warning("%d recording%s shorter than a window (%d rows) give%s no prediction (group%s %s)", len(short),
+                    "s" if len(short) > 1 else "", recipe.window, "" if len(short) > 1 else "s",
+                    "s" if len(short) > 1 else "", ", ".join(dict.fromkeys(short)))
     if not len(x):
         longest = max((len(r["values"]) for r in recordings), default=0)
         raise UserError(f"{path} gives no window: run {run.name} takes windows of {recipe.window} rows and the"
@@ -272,7 +314,7 @@ def _csv_samples(path, run, *, group_column, label_column, recording_column, del
 
 def _header(path, delimiter):
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f, delimiter=delimiter), None)
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None

@@ -99,6 +99,16 @@ class Predictions:
                              *(f"{p:.{PROBABILITY_DIGITS}g}" for p in probabilities.tolist())])
 
 
+def is_predictions_csv(path):
+    """Whether ``path`` starts with the header of a :meth:`Predictions.write_csv` file (``predicted``, ``p_*``)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader([f.readline(1 << 16)]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return "predicted" in header and any(name.startswith(PROBABILITY_PREFIX) for name in header)
+
+
 def predict_samples(run, samples, *, batch_size=128, progress=False):
     """Predict every sample of ``samples`` with ``run``'s model, batch by batch.
 

@@ -24,6 +24,8 @@ every other layer is stock Keras. The fast layer is registered as
 """
 
 import warnings
+import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -173,6 +175,8 @@ def load_model(path):
     # Keras warns (e.g. "Skipping nested container") before it fails on a file
     # it cannot read; the failure is one line of its own, so those warnings
     # are held back and issued only if the load succeeds.
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise RunError(f"{path} is not a complete .keras file (a truncated or foreign file); train the run again")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
