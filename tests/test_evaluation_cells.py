@@ -140,6 +140,7 @@ def test_vocabulary_mismatch_is_an_na_cell_and_the_rest_is_scored(text_world):
     assert sum(note.startswith("n/a: Src on text, news:") for note in evaluation.notes) == 1
 
 
+@pytest.mark.slow
 def test_cli_scores_what_it_can_and_notes_the_na_cell(text_world, tmp_path):
     out = tmp_path / "out"
     result = _run_cli("--runs", "St-text", "--domains", "text", "news", "--data-dir", "data", "--out", str(out),

@@ -133,6 +133,7 @@ def test_interrupted_ensemble_resumes_to_the_same_result(domain, tmp_path, monke
     assert resumed.metrics["ensemble"] == reference.metrics["ensemble"]
 
 
+@pytest.mark.slow
 def test_early_stopped_reference_did_stop(uninterrupted):
     # The patience=1 case above only tests the early-stopping state if it stopped early, after the interruption.
     assert 4 < uninterrupted[(1, 0.3)].metrics["epochs_run"] < 6

@@ -809,6 +809,7 @@ def test_head_init_source_refuses_what_it_cannot_mean(fake_source, spec, classes
         init_head_from_source(model, source, strategy, classes)
 
 
+@pytest.mark.slow
 def test_head_init_source_is_recorded_and_trains(world):
     """A transfer to a domain with the source's classes, from the source's head, writes a complete run."""
     result = transfer(TransferConfig(target="Src", source_run=str(world.source_dir), strategy="freeze",
@@ -820,6 +821,7 @@ def test_head_init_source_is_recorded_and_trains(world):
     assert 0.0 <= result.metrics["accuracy"] <= 1.0 and result.metrics["source_test"]["domain"] == "Src"
 
 
+@pytest.mark.slow
 def test_head_init_source_keeps_the_start_when_no_epoch_beats_it(world):
     """A learning rate that wrecks the head in one step: the run keeps the source's head, not epoch 1's."""
     result = transfer(TransferConfig(target="Src", source_run=str(world.source_dir), strategy="freeze",
