@@ -150,9 +150,16 @@ def fit_input(model, sequence):
     ``PyDataset``, not for this), so that every worker, whatever its
     prefetching, reads the same order. A last batch with fewer samples than
     there are replicas is left out.
+
+    On TensorFlow with one replica, an in-memory sequence (cached body
+    features) becomes a ``tf.data`` pipeline over its arrays instead
+    (:func:`in_memory_input`), which follows the sequence's order of every
+    epoch; the caller calls ``sequence.on_epoch_end()`` as above.
     """
     strategy = getattr(model, "distribute_strategy", None)
     if not getattr(strategy, "multi_worker", False):
+        if _in_memory_pipeline_fits(sequence, strategy):
+            return in_memory_input(sequence)
         return sequence
     import numpy as np
     import tensorflow as tf
@@ -184,3 +191,42 @@ def fit_input(model, sequence):
         return dataset.with_options(options)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _in_memory_pipeline_fits(sequence, strategy):
+    """Whether :func:`in_memory_input` serves ``sequence``: in-memory arrays, TensorFlow, one replica."""
+    import keras
+
+    from convlstm_tl.data.sequence import ArraySequence
+
+    if not isinstance(sequence, ArraySequence) or keras.backend.backend() != "tensorflow":
+        return False
+    return strategy is None or getattr(strategy, "num_replicas_in_sync", 1) == 1
+
+
+def in_memory_input(sequence):
+    """A ``tf.data`` pipeline of an :class:`~convlstm_tl.data.sequence.ArraySequence`'s batches, built once.
+
+    Keras runs a ``PyDataset`` through Python every epoch (a generator and
+    its ``tf.data`` wrapper, about 0.1 s an epoch here), which dominates an
+    epoch over a few hundred cached feature vectors. This pipeline holds the
+    arrays as tensors and gathers each batch by the sequence's current
+    order, kept in a variable that the sequence updates whenever its epoch
+    changes: the same batches, in the same order, with the same sample
+    weights, as the sequence gives.
+    """
+    import tensorflow as tf
+
+    arrays = [tf.constant(sequence.x), tf.constant(sequence.y)]
+    if sequence.class_weight is not None:
+        arrays.append(tf.constant(sequence.class_weight[sequence.y]))
+    order = tf.Variable(sequence.order, trainable=False, name="epoch_order")
+    sequence.order_listeners.append(order.assign)
+
+    def epoch(_):
+        # Read when an epoch's iteration starts: one gather per epoch, then plain batching.
+        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(a, order) for a in arrays)).batch(
+            sequence.batch_size)
+
+    return tf.data.Dataset.from_tensors(0).flat_map(epoch).apply(
+        tf.data.experimental.assert_cardinality(len(sequence)))

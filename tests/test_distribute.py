@@ -199,3 +199,29 @@ def test_a_run_being_written_is_locked(tmp_path):
             check_run_target(tmp_path, "St", resume=True)
         with pytest.raises(RunError, match="being written by another process"):
             RunDirectory(tmp_path, "St", overwrite=True)
+
+
+@pytest.mark.parametrize("class_weight", [None, [0.5, 1.0, 2.0]])
+def test_in_memory_pipeline_gives_the_sequences_batches_every_epoch(class_weight):
+    """Cached features go to fit as a tf.data pipeline built once; it must follow the sequence's seeded order."""
+    from convlstm_tl.data.sequence import ArraySequence
+    from convlstm_tl.distribute import in_memory_input
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(37, 3, 4)).astype("float32"), rng.integers(0, 3, 37)
+    sequence = ArraySequence(x, y, batch_size=8, shuffle=True, seed=5, class_weight=class_weight)
+    sequence.set_epoch(2)  # a resumed run starts mid-way
+    pipeline = in_memory_input(sequence)
+    assert int(pipeline.cardinality()) == len(sequence) == 5
+    orders = []
+    for _ in range(3):
+        expected = [sequence[index] for index in range(len(sequence))]
+        got = [tuple(part.numpy() for part in batch) for batch in pipeline]
+        assert len(got) == len(expected)
+        for mine, theirs in zip(got, expected):
+            assert len(mine) == len(theirs) == (2 if class_weight is None else 3)
+            for a, b in zip(mine, theirs):
+                np.testing.assert_array_equal(a, b)
+        orders.append(np.concatenate([batch[1] for batch in got]))
+        sequence.on_epoch_end()
+    assert not np.array_equal(orders[0], orders[1])  # a new order every epoch

@@ -50,13 +50,16 @@ class _SeededEpochs(keras.utils.PyDataset):
     """
 
     def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._order_for_epoch(self.epoch)
+        self.set_epoch(self.epoch + 1)
 
     def set_epoch(self, epoch):
         """Put the sequence in the state it has at the start of ``epoch``."""
         self.epoch = int(epoch)
         self._order = self._order_for_epoch(self.epoch)
+        self._order_changed()
+
+    def _order_changed(self):
+        """Called whenever the order changes (a new epoch)."""
 
 
 class DomainSequence(_SeededEpochs):
@@ -193,10 +196,21 @@ class ArraySequence(_SeededEpochs):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.epoch = 0
+        # Called with the new order at every change (a tf.data pipeline over the arrays follows it).
+        self.order_listeners = []
         self._order = self._order_for_epoch(0)
 
     def __len__(self):
         return math.ceil(len(self.y) / self.batch_size)
+
+    @property
+    def order(self):
+        """The positions of the samples in the current epoch's order."""
+        return self._order
+
+    def _order_changed(self):
+        for listener in self.order_listeners:
+            listener(self._order)
 
     def __getitem__(self, batch_index):
         chosen = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]

@@ -116,9 +116,11 @@ def set_phase(model, strategy, phase, *, train_head=True):
             block.get_layer("batch_norm").trainable = False
 
 
-def compile_for_phase(model, strategy, phase, *, lr, body_lr, adapter_lr=None, jit="auto", n_classes=None):
+def compile_for_phase(model, strategy, phase, *, lr, body_lr, adapter_lr=None, jit="auto", n_classes=None,
+                      steps_per_execution=1):
     """Compile with the head at ``lr``, trainable restored blocks at ``body_lr`` and an adapter at ``adapter_lr``
-    (default ``lr``); ``jit`` as in the config.
+    (default ``lr``); ``jit`` as in the config. ``steps_per_execution`` batches run in one call (a head on
+    cached features runs a whole epoch in one).
 
     The metrics are accuracy and, given ``n_classes``, macro-F1 (``val_macro_f1`` can then be monitored).
     """
@@ -131,4 +133,5 @@ def compile_for_phase(model, strategy, phase, *, lr, body_lr, adapter_lr=None, j
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"] + ([SparseMacroF1(n_classes)] if n_classes else []),
         jit_compile=jit_compile(jit),
+        steps_per_execution=steps_per_execution,
     )

@@ -101,11 +101,16 @@ def fit(model, train, val, *, epochs, patience, monitor="val_loss", lr_schedule=
     train.set_epoch(checkpoint.epochs_done)
     # After early stopping and the schedule, so that the checkpoint holds their state of the epoch.
     callbacks.append(EpochCheckpoint(checkpoint, record, early_stopping, plateau))
-    # Under the multi-worker strategy, a tf.data pipeline per worker (see distribute.fit_input); it
-    # keeps the sequence's batch order, the same on every worker, and does not advance the sequence
-    # at the end of an epoch.
+    # Under the multi-worker strategy a tf.data pipeline per worker, and for in-memory features on one
+    # device a tf.data pipeline over the arrays (see distribute.fit_input); both keep the sequence's
+    # batch order and do not advance the sequence themselves.
     train_input = distribute.fit_input(model, train)
     if train_input is not train:
+        # Keras advances a PyDataset once when fit starts (its epoch iterator's reset calls on_epoch_end)
+        # and after every epoch; a pipeline built from the sequence is advanced the same way here, so
+        # that it reads the orders the sequence itself would have given (cached and uncached transfers
+        # train alike).
+        train.on_epoch_end()
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: train.on_epoch_end()))
     # A phase that early stopping ended runs no more epochs, but fit still ends
     # by restoring the best weights.

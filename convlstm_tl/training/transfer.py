@@ -234,7 +234,9 @@ def _train_phases(model, plan, source, train, val, use_cache, verbose, *, checkp
                 trained = model
             compile_for_phase(trained, strategy, phase, lr=config.lr, body_lr=config.effective_body_lr,
                               adapter_lr=config.effective_adapter_lr,
-                              jit=config.jit, n_classes=model.output_shape[-1])
+                              jit=config.jit, n_classes=model.output_shape[-1],
+                              # a head on cached features: one call an epoch, not one a batch
+                              steps_per_execution=len(train) if use_cache else 1)
             if selected is not None:
                 result = fit_again(trained, train, selected[index], checkpoint=checkpoint, phase=first + index,
                                    verbose=verbose)
