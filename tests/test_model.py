@@ -156,3 +156,16 @@ def test_token_model_needs_one_id_per_frame_position():
 def test_frames_need_statistics():
     with pytest.raises(ValueError, match="mean and variance"):
         build_classifier(_small(), frame_shape=FRAMES_1D, n_classes=3)
+
+
+@pytest.mark.parametrize("frame_shape", [FRAMES_1D, FRAMES_2D])
+def test_the_head_on_pooled_body_features_is_the_model(frame_shape):
+    """The feature cache keeps pooled vectors: body_pooled then head(pooled=True) must compute the model."""
+    model = _build(frame_shape=frame_shape)
+    backbone = Backbone(model)
+    x = np.random.default_rng(0).normal(size=(5, *frame_shape)).astype("float32")
+    features = backbone.body_pooled().predict(x, verbose=0)
+    assert features.shape == (5, backbone.blocks[-1].get_layer("convlstm").filters)
+    head = backbone.head(features.shape[1:], pooled=True)
+    np.testing.assert_allclose(head.predict(features, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert "head_pool" not in [layer.name for layer in head.layers]

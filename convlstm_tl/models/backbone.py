@@ -20,6 +20,7 @@ HEAD_PREFIX = "head_"
 NORMALIZE = "normalize"
 EMBEDDING = "embedding"
 ADAPTER = "adapter"
+HEAD_POOL = f"{HEAD_PREFIX}pool"
 
 
 def block_name(index):
@@ -94,12 +95,27 @@ class Backbone:
         outputs = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
         return keras.Model(self.model.inputs, outputs, name="pooled_body")
 
-    def head(self, feature_shape):
-        """A model from body features of ``feature_shape`` to class probabilities, sharing the head's layers."""
+    def body_pooled(self, keep_blocks=None):
+        """A model from the input to the body's output (block ``keep_blocks``) through the head's own pooling.
+
+        Its outputs are what :meth:`head` with ``pooled=True`` takes: one
+        vector per sample, the output sequence averaged over time and space.
+        """
+        body = self.body(keep_blocks)
+        pool = self.model.get_layer(HEAD_POOL)
+        return keras.Model(body.inputs, pool(body.output), name="body_pooled")
+
+    def head(self, feature_shape, *, pooled=False):
+        """A model from body features of ``feature_shape`` to class probabilities, sharing the head's layers.
+
+        With ``pooled``, the features are already pooled (:meth:`body_pooled`)
+        and the head starts after its pooling layer.
+        """
         features = keras.Input(shape=feature_shape, name="features")
         x = features
         for layer in self.head_layers:
-            x = layer(x)
+            if not (pooled and layer.name == HEAD_POOL):
+                x = layer(x)
         return keras.Model(features, x, name="head")
 
     def copy_into(self, model, keep_blocks):

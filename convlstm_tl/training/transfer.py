@@ -227,7 +227,7 @@ def _train_phases(model, plan, source, train, val, use_cache, verbose, *, checkp
             # Without target labels the source's head is kept as it is.
             set_phase(model, strategy, phase, train_head=not config.unlabelled)
             if use_cache:
-                trained = Backbone(model).head(train.x.shape[1:])
+                trained = Backbone(model).head(train.x.shape[1:], pooled=True)
             elif options is not None:
                 trained = paired_model(model, **options, source_model=source.model)
             else:
@@ -269,12 +269,15 @@ def _sequences(model, strategy, config, target_info, train_indices, use_cache):
     (None without ``config.refit``).
 
     With the cache, the frozen body runs once over each; the sequences hold
-    its outputs. Training batches carry the class weights of their labels.
+    its outputs pooled over time and space (all the head's trained layers
+    see). Training batches carry the class weights of their labels.
     """
     path, n_classes = target_info.path, target_info.n_classes
     if use_cache:
         set_phase(model, strategy, strategy.phases[0])
-        body = Backbone(model).body(strategy.keep_blocks)
+        # Pooled through the head's own pooling layer: one vector per sample is all the head's trained
+        # layers see, so the cache holds (N, filters), not the body's whole output sequences.
+        body = Backbone(model).body_pooled(strategy.keep_blocks)
         features = {}
         for split, indices in (("train", train_indices), ("val", None)):
             frames = DomainSequence(path, split, batch_size=max(config.batch_size, 128), indices=indices,
