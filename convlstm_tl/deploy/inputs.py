@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from convlstm_tl.data.format import ID_KEYS, open_domain
-from convlstm_tl.data.reader import iter_x, read_ids
+from convlstm_tl.data.reader import iter_x, read_ids, read_labels
 from convlstm_tl.data.stats import vocab_fingerprint
 from convlstm_tl.errors import UserError, first_line
 
@@ -145,8 +145,6 @@ def _domain_samples(path, run, split):
     ids = read_ids(path, split)
     labels = None
     if info.labelled:
-        from convlstm_tl.data.reader import read_labels
-
         y, _ = read_labels(path, split)
         labels = np.asarray(info.class_names, dtype=object)[y]
 

@@ -10,6 +10,7 @@ input shape and dtype, normalization, window recipe, versions: see
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from convlstm_tl.data.recipe import WindowRecipe, window_recipe
@@ -120,13 +121,13 @@ class Run:
         """The package versions the run was trained with (empty for runs that predate the record)."""
         return dict(self.record.get("versions") or {})
 
-    @property
+    @cached_property
     def window_recipe(self):
         """How the run's samples were cut from long recordings (:class:`WindowRecipe`), or None.
 
         Recorded by runs since the recipe existed; for older runs it is read
         from the domain file at the recorded path, when that file is still
-        the run's domain.
+        the run's domain (read once per ``Run``).
         """
         if "recipe" in self.domain:
             return WindowRecipe.from_dict(self.domain["recipe"])
